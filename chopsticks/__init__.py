@@ -1,0 +1,12 @@
+"""chopsticks: run pure-Python callables on many remote hosts at once.
+
+Importing chopsticks never monkey-patches anything.
+"""
+from __future__ import annotations
+
+from .errors import ChopsticksError, RemoteException
+from .tunnel import BaseTunnel, ErrorResult, Local, Sudo
+
+__version__ = '2.0.0.dev0'
+__all__ = ['BaseTunnel', 'ChopsticksError', 'ErrorResult', 'Local', 'RemoteException',
+           'Sudo', '__version__']

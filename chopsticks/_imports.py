@@ -1,0 +1,145 @@
+"""The import server: module source for agents, from one process-wide LRU cache.
+
+Agents ask for modules by name. The server finds them on the controller
+without importing anything (an agent's request must not run controller
+code), reads each file once per process however many tunnels ask, and
+re-reads it only when its mtime or size changes. The cache is bounded in
+bytes. Only pure-Python modules are served; C extensions are answered with
+``kind='extension'`` so the agent can try its own copy.
+
+``get_data`` serves resource files (``pkgutil.get_data``) only from inside
+the directory of a package this server has served.
+"""
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any
+
+SOURCE_SUFFIXES = tuple(importlib.machinery.SOURCE_SUFFIXES)
+# On an agent, the chopsticks package is an empty stub: its __init__ (and the
+# engine) need gevent, but its stdlib-only modules (chopsticks.facts) are
+# served like any other module.
+STUB_PACKAGE = 'chopsticks'
+STUB_SOURCE = b'"""chopsticks on an agent: only the stdlib-only modules are usable."""\n'
+MAX_RESOURCE = 64 * 1024 * 1024
+
+
+class SourceCache:
+    """A bounded LRU of file contents keyed by path, checked against (mtime, size)."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.total = 0
+        self.reads = 0  # files actually read from disk: tests count them
+        self._entries: OrderedDict[str, tuple[int, int, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, path: str) -> bytes:
+        st = os.stat(path)
+        key = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is not None and entry[:2] == key:
+                self._entries.move_to_end(path)
+                return entry[2]
+        with open(path, 'rb') as f:
+            data = f.read()
+        with self._lock:
+            self.reads += 1
+            old = self._entries.pop(path, None)
+            if old is not None:
+                self.total -= len(old[2])
+            self._entries[path] = (key[0], key[1], data)
+            self.total += len(data)
+            while self.total > self.max_bytes and len(self._entries) > 1:
+                _, (_, _, dropped) = self._entries.popitem(last=False)
+                self.total -= len(dropped)
+        return data
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.total = 0
+
+
+class ImportServer:
+    """Answers IMPORT and GET_DATA requests from every tunnel's agent."""
+
+    def __init__(self, cache: SourceCache | None = None) -> None:
+        self.cache = cache or SourceCache()
+        self._package_dirs: set[str] = set()
+
+    def find(self, fullname: str) -> Any:
+        """Locate ``fullname`` without importing it (or its parents)."""
+        if not fullname or fullname == '__main__' or fullname.startswith('.'):
+            return None
+        parent, _, _ = fullname.rpartition('.')
+        path = None
+        if parent:
+            parent_spec = self.find(parent)
+            if parent_spec is None or parent_spec.submodule_search_locations is None:
+                return None
+            path = list(parent_spec.submodule_search_locations)
+        module = sys.modules.get(fullname)
+        spec = getattr(module, '__spec__', None) if module is not None else None
+        if spec is None:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        return spec
+
+    def lookup(self, fullname: str) -> dict[str, Any] | None:
+        """The IMPORT answer for ``fullname``: None, or what the agent needs to load it."""
+        try:
+            spec = self.find(fullname)
+        except (ImportError, ValueError, OSError):
+            return None
+        if spec is None:
+            return None
+        is_pkg = spec.submodule_search_locations is not None
+        origin = spec.origin
+        if origin in (None, 'namespace') and is_pkg:
+            # A namespace package: an empty package whose children are served.
+            locations = list(spec.submodule_search_locations)
+            pkg_dir = locations[0] if locations else fullname
+            self._package_dirs.update(os.path.realpath(p) for p in locations)
+            return {'kind': 'source', 'origin': os.path.join(pkg_dir, '__init__.py'),
+                    'is_pkg': True, 'pkg_dir': pkg_dir, 'source': b''}
+        if fullname == STUB_PACKAGE and origin:
+            pkg_dir = os.path.dirname(origin)
+            return {'kind': 'source', 'origin': origin, 'is_pkg': True,
+                    'pkg_dir': pkg_dir, 'source': STUB_SOURCE}
+        if not origin or not os.path.isabs(origin):
+            return None  # built-in or frozen: the remote has its own
+        if not origin.endswith(SOURCE_SUFFIXES):
+            return {'kind': 'extension', 'origin': origin, 'is_pkg': is_pkg}
+        try:
+            source = self.cache.read(origin)
+        except OSError:
+            return None
+        pkg_dir = os.path.dirname(origin) if is_pkg else ''
+        if is_pkg:
+            self._package_dirs.add(os.path.realpath(pkg_dir))
+        return {'kind': 'source', 'origin': origin, 'is_pkg': is_pkg,
+                'pkg_dir': pkg_dir, 'source': source}
+
+    def get_data(self, path: str) -> bytes | None:
+        """A resource file inside a served package, or None."""
+        real = os.path.realpath(path)
+        for directory in self._package_dirs:
+            if real.startswith(directory + os.sep):
+                break
+        else:
+            return None
+        try:
+            if os.path.getsize(real) > MAX_RESOURCE:
+                return None
+            return self.cache.read(real)
+        except OSError:
+            return None
+
+
+#: The one import server of this process, shared by every tunnel.
+SERVER = ImportServer()
