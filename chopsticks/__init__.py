@@ -5,8 +5,10 @@ Importing chopsticks never monkey-patches anything.
 from __future__ import annotations
 
 from .errors import ChopsticksError, RemoteException
+from .group import Group, GroupResult
+from .queue import AsyncResult, Queue
 from .tunnel import BaseTunnel, ErrorResult, Local, Sudo
 
 __version__ = '2.0.0.dev0'
-__all__ = ['BaseTunnel', 'ChopsticksError', 'ErrorResult', 'Local', 'RemoteException',
-           'Sudo', '__version__']
+__all__ = ['AsyncResult', 'BaseTunnel', 'ChopsticksError', 'ErrorResult', 'Group',
+           'GroupResult', 'Local', 'Queue', 'RemoteException', 'Sudo', '__version__']

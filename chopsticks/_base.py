@@ -134,7 +134,8 @@ class BaseTunnel:
                 + self._stderr_note(conn), self.host)
         if conn.hello is None:
             status = pipes.process.stop(min(1.0, self.connect_timeout))
-            conn.drain_stderr()
+            self._process = None
+            conn.close_stderr()
             self._conn = None
             raise self._diagnose('\n'.join(conn.stderr_tail), status)
         hello = conn.hello
@@ -156,38 +157,34 @@ class BaseTunnel:
     def _abandon(self, conn: Connection) -> None:
         conn.close()
         self._conn = None
-        self._kill()
-
-    def _on_lost(self, exc: ChopsticksError) -> None:
-        """The connection failed (in the hub): reap the agent in the background."""
-        if self._conn is not None and self._conn.error is exc:
-            self._conn = None
-            process, self._process = self._process, None
-            if process is not None:
-                gevent.spawn(process.stop, self.close_grace)
-
-    def _kill(self) -> None:
-        """Kill the agent now; reap it in the background."""
         process, self._process = self._process, None
         if process is not None:
             process.kill()
-            gevent.spawn(process.stop, self.close_grace)
+            gevent.spawn(_reap, process, conn, self.close_grace)
 
-    def _reap(self) -> None:
+    def _on_lost(self, exc: ChopsticksError) -> None:
+        """The connection failed (in the hub): reap the agent in the background."""
+        conn = self._conn
+        if conn is not None and conn.error is exc:
+            self._conn = None
+            process, self._process = self._process, None
+            gevent.spawn(_reap, process, conn, self.close_grace)
+
+    def _reap(self, conn: Connection | None = None) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            process.stop(self.close_grace)
+        _reap(process, conn, self.close_grace)
 
     def close(self) -> None:
         """Close the pipes and wait (up to ``close_grace``) for the agent to exit.
 
-        Calling again, or calling on a tunnel never connected, does nothing;
-        a later call reconnects.
+        The agent's last stderr lines are shown before this returns. Calling
+        again, or on a tunnel never connected, does nothing; a later call
+        reconnects.
         """
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        self._reap()
+        self._reap(conn)
 
     # Requests
     def _payload(self, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -252,10 +249,15 @@ class BaseTunnel:
                               self.host) from None
 
     def _kill_for_timeout(self) -> None:
+        """Stop an agent whose call overran: fail its requests, kill, reap in the background."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.fail(CallTimeout('the tunnel was stopped by a call timeout', self.host))
-        self._kill()
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+        if process is not None or conn is not None:
+            gevent.spawn(_reap, process, conn, self.close_grace)
 
     def put(self, local_path: str, remote_path: str | None = None,
             mode: int = 0o644, *, timeout: float | None = None) -> dict[str, Any]:
@@ -391,6 +393,14 @@ class BaseTunnel:
         except ChopsticksError as exc:
             conn.handlers.pop(req_id, None)
             sink.fail(exc)
+
+
+def _reap(process: AgentProcess | None, conn: Connection | None, grace: float) -> None:
+    """Wait for the agent to exit (killing it after ``grace``), then close stderr."""
+    if process is not None:
+        process.stop(grace)
+    if conn is not None:
+        conn.close_stderr()
 
 
 PUT_KEYS = ('remote_path', 'sha1sum', 'size')

@@ -283,8 +283,16 @@ class Connection:
             self.on_lost(exc)
 
     def close(self) -> None:
-        """Stop reading stderr too; the tunnel reaps the process."""
+        """Close the protocol pipe: the agent sees EOF and exits.
+
+        stderr stays open so its last lines are still shown: call
+        :meth:`close_stderr` once the agent has exited.
+        """
         self.fail(ConnectionLost('tunnel closed', self.host))
+
+    def close_stderr(self) -> None:
+        """Show what stderr still holds, then close it."""
+        self.drain_stderr()
         self._stop_stderr()
 
 

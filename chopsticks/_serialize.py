@@ -50,23 +50,20 @@ def _class_names(cls: type) -> set[str]:
     return names
 
 
-def _source(obj: Any) -> str:
+def _source(obj: Any) -> tuple[str, str, int]:
+    """``(source, filename, first line)``, decorators dropped (the object is decorated)."""
     try:
-        source = textwrap.dedent(inspect.getsource(obj))
+        lines, lineno = inspect.getsourcelines(obj)
+        filename = inspect.getsourcefile(obj) or inspect.getfile(obj)
     except (OSError, TypeError) as exc:
         raise SerializationError(
             f'cannot send {obj.__module__}.{obj.__qualname__}: its source is not '
             f'available ({exc}); define it in a file or an importable module') from None
-    return _strip_decorators(source)
-
-
-def _strip_decorators(source: str) -> str:
-    """Drop decorator lines: the object sent is already the decorated one."""
-    lines = source.splitlines(keepends=True)
+    lines = textwrap.dedent(''.join(lines)).splitlines(keepends=True)
     for index, line in enumerate(lines):
         if line.startswith(('def ', 'async def ', 'class ')):
-            return ''.join(lines[index:])
-    return source
+            return ''.join(lines[index:]), filename, lineno + index
+    return ''.join(lines), filename, lineno
 
 
 def _needs_source(obj: Any) -> bool:

@@ -7,11 +7,14 @@ functions, which cannot be pickled by reference) travel as source in
 persistent ids, and are rebuilt here:
 
 * ``('mod', name)``: a module, imported here;
-* ``('def', kind, name, source, module, globals, freevars, cells)``: a function
-  or class defined by ``source``, executed in the namespace of ``module``
-  (the agent's stand-in ``__main__`` for the controller's ``__main__``);
+* ``('def', kind, name, (source, filename, lineno), module, globals,
+  freevars, cells)``: a function or class defined by ``source``, executed in
+  the namespace of ``module`` (the agent's stand-in ``__main__`` for the
+  controller's ``__main__``), compiled under the controller's file name and
+  line numbers so tracebacks show the source lines;
 * ``('ref', name)``: a definition already sent in the same pickle.
 """
+import linecache
 import sys
 import traceback
 import types
@@ -44,20 +47,36 @@ def _namespace(module_name):
     return sys.modules[module_name].__dict__
 
 
-def _define(kind, name, source, module_name, global_values, freevars, cells):
+def _remember_lines(filename, lineno, source):
+    """Put the sent lines into linecache, so tracebacks can quote them."""
+    entry = linecache.cache.get(filename)
+    lines = list(entry[2]) if entry and entry[1] is None else []
+    new = source.splitlines(True)
+    end = lineno - 1 + len(new)
+    if len(lines) < end:
+        lines.extend(['\n'] * (end - len(lines)))
+    lines[lineno - 1:end] = new
+    # An mtime of None keeps checkcache() from dropping the entry.
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+def _define(kind, name, where, module_name, global_values, freevars, cells):
+    source, filename, lineno = where
     ns = _namespace(module_name)
     for key, value in global_values.items():
         if not isinstance(value, _Pending):
             ns[key] = value
-    filename = '<%s %s>' % (module_name, name)
+    _remember_lines(filename, lineno, source)
     if not freevars:
-        exec_in(compile(source, filename, 'exec', 0, True), ns)
+        padded = '\n' * (lineno - 1) + source
+        exec_in(compile(padded, filename, 'exec', 0, True), ns)
         return ns[name]
     # A closure: rebuild it inside a factory taking its free variables.
     body = ''.join('    ' + line + '\n' for line in source.splitlines())
     factory = 'def __chopsticks_factory__(%s):\n%s    return %s\n' % (
         ', '.join(freevars), body, name)
-    exec_in(compile(factory, filename, 'exec', 0, True), ns)
+    padded = '\n' * max(lineno - 2, 0) + factory
+    exec_in(compile(padded, filename, 'exec', 0, True), ns)
     try:
         return ns['__chopsticks_factory__'](*cells)
     finally:

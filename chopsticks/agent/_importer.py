@@ -5,9 +5,14 @@ only what it cannot find locally is asked for. Python 3 gets the
 find_spec/exec_module protocol (``imp`` is gone in 3.12); Python 2 gets
 find_module/load_module.
 """
+import os
 import sys
 
 from chopsticks.agent._compat import PY2, exec_in, imp
+
+if not PY2:
+    import importlib
+    from importlib.machinery import ModuleSpec, PathFinder
 
 # Prefix for package __path__ entries: no path hook accepts it, so submodules
 # of a served package are always served too, even when the same directory
@@ -39,7 +44,6 @@ class ServedImporter(object):
             return None
         if info['kind'] != 'source':
             return self._extension(fullname, path, info)
-        from importlib.machinery import ModuleSpec
         spec = ModuleSpec(fullname, self, origin=info['origin'],
                           is_package=info['is_pkg'])
         spec.has_location = True
@@ -73,7 +77,7 @@ class ServedImporter(object):
             return None
         if info['kind'] != 'source':
             self._extension(fullname, path, info)
-            return None
+            return _ExtensionLoader(fullname, path)
         return self
 
     def load_module(self, fullname):
@@ -138,27 +142,69 @@ class ServedImporter(object):
         """A C extension on the controller: use the remote's copy or fail clearly."""
         if not self.site_loaded:
             # The agent starts with -S; a remote's installed C extension lives
-            # in site-packages, so load it only when it is needed.
+            # in site-packages, so load that only when it is needed.
             self.site_loaded = True
             import site
             site.main()
-            if not PY2:
-                import importlib
-                importlib.invalidate_caches()
-                from importlib.machinery import PathFinder
-                spec = PathFinder.find_spec(fullname, path)
-                if spec is not None:
-                    return spec
-            else:
-                try:
-                    imp.find_module(fullname.rpartition('.')[2], path)
-                    return None
-                except ImportError:
-                    pass
+        found = self._local_extension(fullname, path)
+        if found is not None:
+            return found
         raise ImportError(
             'module %r is a C extension on the controller (%s) and is not '
             'installed on host %r: chopsticks serves pure-Python modules only'
             % (fullname, info['origin'], self.host))
+
+    def _local_extension(self, fullname, path):
+        """Find the remote's own copy of an extension module, or None.
+
+        A served package's __path__ points at the controller; the remote's
+        copy of the same package may live where the controller's does, or in
+        one of the remote's sys.path entries.
+        """
+        parent, _, name = fullname.rpartition('.')
+        dirs = []
+        for entry in path or ():
+            if entry.startswith(PATH_PREFIX):
+                entry = entry[len(PATH_PREFIX):]
+            dirs.append(entry)
+        if parent:
+            parts = parent.split('.')
+            dirs.extend(os.path.join(entry, *parts) for entry in sys.path if entry)
+        else:
+            dirs.extend(sys.path)
+        if PY2:
+            try:
+                imp.find_module(name, dirs)
+            except ImportError:
+                return None
+            return True
+        importlib.invalidate_caches()
+        return PathFinder.find_spec(fullname, dirs)
+
+
+class _ExtensionLoader(object):
+    """Python 2: load the remote's own copy of an extension found off __path__."""
+
+    def __init__(self, fullname, path):
+        self.fullname = fullname
+        self.path = path
+
+    def load_module(self, fullname):
+        if fullname in sys.modules:
+            return sys.modules[fullname]
+        parent, _, name = fullname.rpartition('.')
+        dirs = [p[len(PATH_PREFIX):] if p.startswith(PATH_PREFIX) else p
+                for p in self.path or ()]
+        if parent:
+            dirs.extend(os.path.join(e, *parent.split('.')) for e in sys.path if e)
+        else:
+            dirs.extend(sys.path)
+        found = imp.find_module(name, dirs)
+        try:
+            return imp.load_module(fullname, *found)
+        finally:
+            if found[0] is not None:
+                found[0].close()
 
 
 def install(importer):
