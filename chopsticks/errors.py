@@ -6,6 +6,7 @@
      +-- ConnectError                 could not reach or boot the host
      |    +-- ConnectTimeout          (also TimeoutError) no handshake in time
      |    +-- ConnectionRefused       nothing listens there
+     |    +-- NameResolutionError     the host name does not resolve
      |    +-- AuthenticationError     the server refused our credentials
      |    +-- HostKeyError            unknown or changed host key
      |    +-- InterpreterNotFound     the remote python does not exist
@@ -52,6 +53,10 @@ class ConnectTimeout(ConnectError, TimeoutError):
 
 class ConnectionRefused(ConnectError):
     """The host refused the connection."""
+
+
+class NameResolutionError(ConnectError):
+    """The host name could not be resolved to an address."""
 
 
 class AuthenticationError(ConnectError):
