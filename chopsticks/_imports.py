@@ -12,6 +12,7 @@ the directory of a package this server has served.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import os
 import sys
@@ -20,11 +21,41 @@ from collections import OrderedDict
 from typing import Any
 
 SOURCE_SUFFIXES = tuple(importlib.machinery.SOURCE_SUFFIXES)
-# On an agent, the chopsticks package is an empty stub: its __init__ (and the
-# engine) need gevent, but its stdlib-only modules (chopsticks.facts) are
-# served like any other module.
+# On an agent, chopsticks itself is a stand-in: the controller API needs
+# gevent and Python 3, so each of its modules is served as placeholders with
+# the same public names (a user's module that imports chopsticks.tunnel
+# still imports remotely). The stdlib-only modules are served for real.
 STUB_PACKAGE = 'chopsticks'
-STUB_SOURCE = b'"""chopsticks on an agent: only the stdlib-only modules are usable."""\n'
+AGENT_SAFE = ('chopsticks.facts', 'chopsticks.agent')
+STUB_TEMPLATE = '''"""Stand-in for %(name)s on an agent: the controller API does not run here."""
+
+
+class _ControllerOnly(Exception):
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("%%s.%%s is part of the chopsticks controller and cannot be "
+                           "used on an agent" %% (type(self).__module__, type(self).__name__))
+
+
+def _stand_in(name):
+    return type(name, (_ControllerOnly,), {"__module__": __name__})
+
+
+for _name in %(names)r:
+    globals()[_name] = _stand_in(_name)
+'''
+
+
+def _is_agent_safe(fullname: str) -> bool:
+    return any(fullname == safe or fullname.startswith(safe + '.') for safe in AGENT_SAFE)
+
+
+def _stub_source(fullname: str) -> bytes:
+    module = sys.modules.get(fullname)
+    if module is None:
+        # Our own package: importing it on the controller is safe.
+        module = importlib.import_module(fullname)
+    names = [n for n in getattr(module, '__all__', ()) if n.isidentifier()]
+    return (STUB_TEMPLATE % {'name': fullname, 'names': sorted(names)}).encode('ascii')
 MAX_RESOURCE = 64 * 1024 * 1024
 
 
@@ -72,6 +103,17 @@ class ImportServer:
     def __init__(self, cache: SourceCache | None = None) -> None:
         self.cache = cache or SourceCache()
         self._package_dirs: set[str] = set()
+        self._stubs: dict[str, bytes] = {}
+
+    def _stub(self, fullname: str) -> bytes:
+        stub = self._stubs.get(fullname)
+        if stub is None:
+            try:
+                stub = _stub_source(fullname)
+            except Exception:  # noqa: BLE001 - an unimportable module gets no names
+                stub = (STUB_TEMPLATE % {'name': fullname, 'names': []}).encode('ascii')
+            self._stubs[fullname] = stub
+        return stub
 
     def find(self, fullname: str) -> Any:
         """Locate ``fullname`` without importing it (or its parents)."""
@@ -107,10 +149,11 @@ class ImportServer:
             self._package_dirs.update(os.path.realpath(p) for p in locations)
             return {'kind': 'source', 'origin': os.path.join(pkg_dir, '__init__.py'),
                     'is_pkg': True, 'pkg_dir': pkg_dir, 'source': b''}
-        if fullname == STUB_PACKAGE and origin:
-            pkg_dir = os.path.dirname(origin)
-            return {'kind': 'source', 'origin': origin, 'is_pkg': True,
-                    'pkg_dir': pkg_dir, 'source': STUB_SOURCE}
+        if ((fullname == STUB_PACKAGE or fullname.startswith(STUB_PACKAGE + '.'))
+                and not _is_agent_safe(fullname) and origin):
+            pkg_dir = os.path.dirname(origin) if is_pkg else ''
+            return {'kind': 'source', 'origin': origin, 'is_pkg': is_pkg,
+                    'pkg_dir': pkg_dir, 'source': self._stub(fullname)}
         if not origin or not os.path.isabs(origin):
             return None  # built-in or frozen: the remote has its own
         if not origin.endswith(SOURCE_SUFFIXES):
