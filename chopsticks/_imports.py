@@ -17,7 +17,7 @@ import importlib.machinery
 import os
 import sys
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 SOURCE_SUFFIXES = tuple(importlib.machinery.SOURCE_SUFFIXES)
@@ -30,18 +30,17 @@ AGENT_SAFE = ('chopsticks.facts', 'chopsticks.agent')
 STUB_TEMPLATE = '''"""Stand-in for %(name)s on an agent: the controller API does not run here."""
 
 
-class _ControllerOnly(Exception):
+class _ControllerOnly(object):
     def __init__(self, *args, **kwargs):
         raise RuntimeError("%%s.%%s is part of the chopsticks controller and cannot be "
                            "used on an agent" %% (type(self).__module__, type(self).__name__))
 
 
-def _stand_in(name):
-    return type(name, (_ControllerOnly,), {"__module__": __name__})
-
-
 for _name in %(names)r:
-    globals()[_name] = _stand_in(_name)
+    globals()[_name] = type(_name, (_ControllerOnly,), {"__module__": __name__})
+# Exceptions stay exceptions: code may raise and catch them on an agent.
+for _name in %(exceptions)r:
+    globals()[_name] = type(_name, (Exception,), {"__module__": __name__})
 '''
 
 
@@ -55,7 +54,11 @@ def _stub_source(fullname: str) -> bytes:
         # Our own package: importing it on the controller is safe.
         module = importlib.import_module(fullname)
     names = [n for n in getattr(module, '__all__', ()) if n.isidentifier()]
-    return (STUB_TEMPLATE % {'name': fullname, 'names': sorted(names)}).encode('ascii')
+    exceptions = [n for n in names if isinstance(getattr(module, n, None), type)
+                  and issubclass(getattr(module, n), BaseException)]
+    others = [n for n in names if n not in exceptions]
+    return (STUB_TEMPLATE % {'name': fullname, 'names': sorted(others),
+                             'exceptions': sorted(exceptions)}).encode('ascii')
 MAX_RESOURCE = 64 * 1024 * 1024
 
 
@@ -65,7 +68,8 @@ class SourceCache:
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.total = 0
-        self.reads = 0  # files actually read from disk: tests count them
+        self.reads = 0  # files actually read from disk
+        self.read_counts: Counter[str] = Counter()  # per path: tests count them
         self._entries: OrderedDict[str, tuple[int, int, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -81,6 +85,7 @@ class SourceCache:
             data = f.read()
         with self._lock:
             self.reads += 1
+            self.read_counts[path] += 1
             old = self._entries.pop(path, None)
             if old is not None:
                 self.total -= len(old[2])
@@ -111,7 +116,8 @@ class ImportServer:
             try:
                 stub = _stub_source(fullname)
             except Exception:  # noqa: BLE001 - an unimportable module gets no names
-                stub = (STUB_TEMPLATE % {'name': fullname, 'names': []}).encode('ascii')
+                stub = (STUB_TEMPLATE % {'name': fullname, 'names': [],
+                                         'exceptions': []}).encode('ascii')
             self._stubs[fullname] = stub
         return stub
 

@@ -33,7 +33,7 @@ class Sudo(BaseTunnel):
         if not isinstance(user, str) or not user or user.startswith('-'):
             raise ValueError(f'invalid user name {user!r}')
         self.user = user
-        super().__init__(name or f'sudo:{user}', python=python,
+        super().__init__(name or f'{user}@localhost', python=python,
                          connect_timeout=connect_timeout)
 
     def _start(self) -> AgentPipes:
