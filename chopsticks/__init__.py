@@ -7,8 +7,9 @@ from __future__ import annotations
 from .errors import ChopsticksError, RemoteException
 from .group import Group, GroupResult
 from .queue import AsyncResult, Queue
-from .tunnel import BaseTunnel, ErrorResult, Local, Sudo
+from .tunnel import BaseTunnel, ErrorResult, Local, SSHTunnel, Sudo, Tunnel
 
 __version__ = '2.0.0.dev0'
 __all__ = ['AsyncResult', 'BaseTunnel', 'ChopsticksError', 'ErrorResult', 'Group',
-           'GroupResult', 'Local', 'Queue', 'RemoteException', 'Sudo', '__version__']
+           'GroupResult', 'Local', 'Queue', 'RemoteException', 'SSHTunnel', 'Sudo',
+           'Tunnel', '__version__']

@@ -10,5 +10,9 @@ from ._base import BaseTunnel
 from ._results import ErrorResult
 from .errors import RemoteException
 from .transports.local import Local, Sudo
+from .transports.ssh import SSHTunnel
 
-__all__ = ['BaseTunnel', 'ErrorResult', 'Local', 'RemoteException', 'Sudo']
+Tunnel = SSHTunnel
+
+__all__ = ['BaseTunnel', 'ErrorResult', 'Local', 'RemoteException', 'SSHTunnel', 'Sudo',
+           'Tunnel']
