@@ -25,6 +25,8 @@ Each carries ``host`` (``None`` where no host is involved).
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 
 class ChopsticksError(Exception):
     """The root of every chopsticks exception."""
@@ -132,7 +134,7 @@ class GroupError(RemoteException):
     raised RemoteException, and code catching that keeps working.
     """
 
-    def __init__(self, msg: str, failures: dict[str, object]) -> None:
+    def __init__(self, msg: str, failures: Mapping[str, object]) -> None:
         super().__init__(msg, None, 'GroupError')
         self.failures = failures
 

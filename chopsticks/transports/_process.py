@@ -75,7 +75,7 @@ def spawn(host: str, argv: Sequence[str], env: dict[str, str] | None = None) -> 
     try:
         err_r, err_w = os.pipe()
         popen = subprocess.Popen(
-            list(argv), stdin=child, stdout=child, stderr=err_w, env=env,
+            list(argv), stdin=child.fileno(), stdout=child.fileno(), stderr=err_w, env=env,
             close_fds=True, start_new_session=True)
     except OSError as exc:
         parent.close()
