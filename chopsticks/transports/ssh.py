@@ -119,9 +119,13 @@ class SSHTunnel(BaseTunnel):
     run in parallel outside the controller and use every core, and the
     controller holds only 2 file descriptors per tunnel (the socket to ssh's
     stdin/stdout and the pipe from its stderr). Each server's sshd
-    ``MaxStartups`` bounds how many handshakes it accepts at once (10 by
-    default, dropping the excess); ``Group(concurrency=)`` keeps a fan-out
-    below it.
+    ``MaxStartups`` bounds how many handshakes it takes at once (``10:30:100``
+    by default: past 10 unauthenticated connections it drops new ones at
+    random, shown as a ConnectError naming MaxStartups); ``Group(concurrency=)``
+    keeps a fan-out below it.
+
+    The remote login shell must be a POSIX-like shell (sh, dash, bash, zsh,
+    ksh): the agent's command line is quoted for it with :func:`shlex.join`.
     """
 
     #: ``KexAlgorithms`` for every SSHTunnel unless ``ssh_options`` sets it;
