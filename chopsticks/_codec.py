@@ -32,9 +32,15 @@ TypeError.  This side is trusted, so what msgpack packs by itself in strict
 mode (memoryview, msgpack.ExtType, msgpack.Timestamp) also passes through.
 
 Depth: no object may lie deeper than MAX_DEPTH = 512 levels, the top-level
-value being level 1.  That is msgpack-python's own packer rule, whose limit
-(1025 in msgpack 1.x; its C unpacker stops at 1024 nested containers) is
-brought down to the agent's, so that both directions agree.
+value being level 1, as msgpack-python's packer counts them.  msgpack's own
+limits (1025 levels for its packer in msgpack 1.2, 1024 nested containers for
+its C unpacker, and none across ext payloads, which are separate msgpack
+calls) are brought down to the agent's, so that both directions agree.
+
+Size: unpackb refuses more than max_size bytes (MAX_SIZE by default) and pins
+msgpack's max_str_len/max_bin_len/max_array_len/max_map_len/max_ext_len to
+what the input can hold.  max_buffer_size is a streaming Unpacker setting and
+does not apply here: framing, and so buffering, belongs to the connection.
 """
 
 from __future__ import annotations
@@ -295,6 +301,8 @@ _EXT_TYPES: Final[dict[int, Callable[[list[Any]], object]]] = {
     1: tuple, 2: set, 3: frozenset}
 _WALKED: Final = frozenset({
     list, dict, tuple, set, frozenset, _Pending, msgpack.Timestamp})
+
+
 def _decode_bigint(payload: bytes) -> int:
     if len(payload) > _MAX_HEX_DIGITS + 1 or not _HEX.fullmatch(payload):
         raise CodecError(f'invalid big int payload {payload[:40]!r}')

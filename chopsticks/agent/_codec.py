@@ -1,10 +1,10 @@
 """Agent-side wire codec: a pure-Python msgpack subset.
 
 Shipped as source to the remote interpreter, so: stdlib only, syntax common to
-Python 2.7 and 3.6+, and every private name prefixed ``_mp_`` because this file
-is joined with the other agent modules into one namespace.  It is the only
-module that branches on the Python version by itself, so that it stays
-self-contained and testable alone.
+Python 2.7 and 3.6+, and private names prefixed ``_mp_`` so that the module
+can share a namespace with the other agent modules.  It tests the Python
+version itself rather than through the agent's compat module, so that it
+stays self-contained and can be tested alone under any interpreter.
 
 ``packb`` emits exactly the bytes that ``chopsticks._codec.packb`` (real
 msgpack) emits for the same value; ``unpackb`` reads everything that produces.
