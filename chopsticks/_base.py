@@ -24,7 +24,7 @@ from gevent.lock import Semaphore
 from . import _bootstrap, _codec
 from ._connection import OP_LOST, Connection
 from ._results import remote_error
-from ._serialize import dumps_call, protocol_for
+from ._serialize import dumps_call, protocol_for, reference_call
 from .agent import _wire as wire
 from .errors import CallTimeout, ChopsticksError, ConnectError, ConnectTimeout, \
     ConnectionLost, ProtocolError, RemoteFileError
@@ -188,12 +188,20 @@ class BaseTunnel:
 
     # Requests
     def _payload(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any], cache: dict[int, bytes] | None = None) -> bytes:
+                 kwargs: dict[str, Any],
+                 cache: dict[Any, tuple[int, bytes]] | None = None) -> tuple[int, bytes]:
+        """The call frame's ``(op, body)``; ``cache`` shares it across a group."""
         if cache is None:
-            return dumps_call(fn, args, kwargs, self._protocol)
+            cache = {}
+        if 'ref' not in cache:
+            ref = reference_call(fn, args, kwargs)
+            cache['ref'] = (wire.OP_CALL_REF, ref) if ref is not None else None  # type: ignore[assignment]
+        if cache['ref'] is not None:
+            return cache['ref']
         payload = cache.get(self._protocol)
         if payload is None:
-            payload = cache[self._protocol] = dumps_call(fn, args, kwargs, self._protocol)
+            payload = cache[self._protocol] = (
+                wire.OP_CALL, dumps_call(fn, args, kwargs, self._protocol))
         return payload
 
     def _live_conn(self) -> Connection:
@@ -202,7 +210,8 @@ class BaseTunnel:
             raise ConnectionLost('not connected', self.host)
         return conn
 
-    def _send_call(self, payload: bytes, on_done: Callable[[bool, Any], None]) -> int:
+    def _send_call(self, payload: tuple[int, bytes],
+                   on_done: Callable[[bool, Any], None]) -> int:
         """Send a call; ``on_done(ok, value_or_exception)`` runs once, in the hub."""
         conn = self._live_conn()
         req_id = conn.new_id()
@@ -221,7 +230,7 @@ class BaseTunnel:
                 on_done(False, body)
 
         conn.handlers[req_id] = handler
-        conn.send(wire.OP_CALL, req_id, payload)
+        conn.send(payload[0], req_id, payload[1])
         return req_id
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None,

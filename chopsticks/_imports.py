@@ -53,7 +53,11 @@ def _stub_source(fullname: str) -> bytes:
     if module is None:
         # Our own package: importing it on the controller is safe.
         module = importlib.import_module(fullname)
-    names = [n for n in getattr(module, '__all__', ()) if n.isidentifier()]
+    public = getattr(module, '__all__', None)
+    if public is None:
+        public = [n for n, v in vars(module).items()
+                  if not n.startswith('_') and not isinstance(v, type(sys))]
+    names = [n for n in public if n.isidentifier()]
     exceptions = [n for n in names if isinstance(getattr(module, n, None), type)
                   and issubclass(getattr(module, n), BaseException)]
     others = [n for n in names if n not in exceptions]

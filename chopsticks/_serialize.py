@@ -20,10 +20,12 @@ from __future__ import annotations
 import inspect
 import io
 import pickle
+import sys
 import textwrap
 import types
 from typing import Any
 
+from . import _codec
 from .errors import ChopsticksError
 
 
@@ -166,6 +168,53 @@ def dumps_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     except Exception as exc:
         raise SerializationError(f'cannot send call to {fn!r}: {exc}') from exc
     return buf.getvalue()
+
+
+def reference_call(fn: Any, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> bytes | None:
+    """The call as ``[module, qualname, args, kwargs]`` msgpack, if it can go that way.
+
+    Possible when ``fn`` is a module-level function, builtin or class that the
+    agent can import by name, and the safe codec carries every argument
+    exactly (``packb`` is strict about types). The agent then needs no pickle:
+    less to start, nothing to unpickle.
+    """
+    if not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return None
+    module = getattr(fn, '__module__', None)
+    qualname = getattr(fn, '__qualname__', None)
+    if (not module or not qualname or module == '__main__' or '<' in qualname
+            or getattr(fn, '__self__', None) not in (None, sys.modules.get(module))):
+        return None
+    target: Any = sys.modules.get(module)
+    for part in qualname.split('.'):
+        target = getattr(target, part, None)
+    if target is not fn:
+        return None
+    if not (_plain(args) and _plain(kwargs)):
+        return None
+    try:
+        return _codec.packb([module, qualname, list(args), kwargs])
+    except (_codec.CodecError, TypeError, ValueError):
+        return None
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes)
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True if the codec carries ``value`` with every type exactly kept."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if depth > 32:
+        return False
+    if kind in _CONTAINERS:
+        return all(_plain(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def protocol_for(python: tuple[int, ...]) -> int:

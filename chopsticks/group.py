@@ -24,9 +24,12 @@ from gevent.pool import Pool
 from ._base import BaseTunnel
 from ._fanout import Fanout
 from ._results import ErrorResult
+from ._serialize import dumps_call, reference_call
 from .errors import GroupError
 
 DEFAULT_CONCURRENCY = 500
+
+__all__ = ['DEFAULT_CONCURRENCY', 'Group', 'GroupResult']
 
 
 class GroupResult(dict):  # type: ignore[type-arg]
@@ -224,11 +227,11 @@ class Group:
 
     def _call_fanout(self, fn: Callable[..., Any], args: tuple[Any, ...],
                      kwargs: dict[str, Any], timeout: float | None) -> Fanout:
-        payloads: dict[int, bytes] = {}
+        payloads: dict[Any, Any] = {}
         # Serialise now (once for the whole group): a function that cannot be
         # sent is the caller's error, not a failure of every host.
-        from ._serialize import dumps_call
-        payloads[5] = dumps_call(fn, args, kwargs, 5)
+        if reference_call(fn, args, kwargs) is None:
+            dumps_call(fn, args, kwargs, 5)
 
         def start(tunnel: BaseTunnel, on_done: Callable[[bool, Any], None]) -> None:
             tunnel._send_call(tunnel._payload(fn, args, kwargs, payloads), on_done)

@@ -26,6 +26,8 @@ from .group import DEFAULT_CONCURRENCY, Group, GroupResult
 
 _UNSET = object()
 
+__all__ = ['AsyncResult', 'Queue']
+
 
 class AsyncResult:
     """The future value of a queued operation (set while ``Queue.run()`` runs)."""

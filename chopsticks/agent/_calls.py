@@ -1,6 +1,8 @@
-"""Running one call: unpickle it, rebuild ``__main__`` definitions, run, encode.
+"""Running one call: decode it, rebuild ``__main__`` definitions, run, encode.
 
-The controller sends ``(fn, args, kwargs)`` pickled. Callables from
+A call of a module-level function whose arguments the safe codec carries
+comes by reference, in msgpack: no pickle at all. Anything else is
+``(fn, args, kwargs)`` pickled. Callables from
 importable modules travel by reference and are imported through the import
 hook. Functions and classes from the controller's ``__main__`` (and nested
 functions, which cannot be pickled by reference) travel as source in
@@ -14,13 +16,11 @@ persistent ids, and are rebuilt here:
   line numbers so tracebacks show the source lines;
 * ``('ref', name)``: a definition already sent in the same pickle.
 """
-import linecache
 import sys
-import traceback
 import types
 
-from chopsticks.agent._compat import exec_in, pickle_loads, text_type
-from chopsticks.agent._codec import packb
+from chopsticks.agent._compat import PY2, exec_in, pickle_loads, text_type
+from chopsticks.agent._codec import packb, unpackb
 
 MAIN_NAME = '__chopsticks_main__'
 
@@ -49,6 +49,7 @@ def _namespace(module_name):
 
 def _remember_lines(filename, lineno, source):
     """Put the sent lines into linecache, so tracebacks can quote them."""
+    import linecache
     entry = linecache.cache.get(filename)
     lines = list(entry[2]) if entry and entry[1] is None else []
     new = source.splitlines(True)
@@ -129,15 +130,36 @@ def _text(value):
     return value
 
 
-def run_call(body):
-    """Run one pickled call; return ``(ok, encoded body)``, never raise."""
+def _unpickle_call(body):
+    return pickle_loads(body, persistent_load)
+
+
+def _resolve_call(body):
+    """A call by reference: ``[module, qualname, args, kwargs]`` in msgpack."""
+    module_name, qualname, args, kwargs = unpackb(body)
+    if PY2 and module_name == 'builtins':
+        module_name = '__builtin__'
+    __import__(module_name)
+    fn = sys.modules[module_name]
+    for part in qualname.split('.'):
+        fn = getattr(fn, part)
+    if PY2:
+        kwargs = dict((str(k), v) for k, v in kwargs.items())
+    return fn, args, kwargs
+
+
+def run_call(body, by_reference=False):
+    """Run one call (pickled, or by reference); return ``(ok, encoded body)``, never raise."""
     try:
-        fn, args, kwargs = pickle_loads(body, persistent_load)
+        fn, args, kwargs = (_resolve_call if by_reference else _unpickle_call)(body)
         result = fn(*args, **kwargs)
     except BaseException:
+        import traceback
         exc_type, exc, tb = sys.exc_info()
         # Skip this frame: the traceback starts where the user's code does.
-        text = ''.join(traceback.format_exception(exc_type, exc, tb.tb_next or tb))
+        if tb.tb_next is not None:
+            tb = tb.tb_next
+        text = ''.join(traceback.format_exception(exc_type, exc, tb))
         return False, error_body('raised', exc_type, exc, text)
     try:
         return True, packb(result)

@@ -4,7 +4,13 @@ import sys
 PY2 = sys.version_info[0] == 2
 
 if PY2:
+    # Eager on Python 2 only: under its global import lock the reader thread
+    # must never import while a call thread waits on it for a served module.
+    import hashlib  # noqa: F401
     import imp
+    import linecache  # noqa: F401
+    import tempfile  # noqa: F401
+    import traceback  # noqa: F401
     import cPickle as pickle
     from cStringIO import StringIO as BytesIO
     from thread import allocate_lock
@@ -28,22 +34,18 @@ if PY2:
         return value
 else:
     imp = None  # gone in 3.12; Python 3 uses importlib
-    import pickle
     from io import BytesIO
     from _thread import allocate_lock
     text_type = str
     string_types = (str,)
 
-    class _Unpickler(pickle.Unpickler):
-        def __init__(self, data, persistent_load):
-            pickle.Unpickler.__init__(self, BytesIO(data))
-            self._pl = persistent_load
-
-        def persistent_load(self, pid):
-            return self._pl(pid)
-
     def pickle_loads(data, persistent_load):
-        return _Unpickler(data, persistent_load).load()
+        # Imported on first use: calls by reference never need pickle, and
+        # its import is a quarter of an agent's start-up.
+        import pickle
+        unpickler = pickle.Unpickler(BytesIO(data))
+        unpickler.persistent_load = persistent_load
+        return unpickler.load()
 
     def lock_wait(lock, timeout):
         return lock.acquire(True, timeout)

@@ -1,7 +1,8 @@
-"""put and fetch on the remote: streamed in chunks, checksummed, atomic."""
-import hashlib
+"""put and fetch on the remote: streamed in chunks, checksummed, atomic.
+
+hashlib and tempfile are imported on first use: most agents never move a file.
+"""
 import os
-import tempfile
 
 from chopsticks.agent._compat import text_type
 
@@ -12,6 +13,8 @@ class Upload(object):
     """One put in progress: a temporary file beside the target, renamed at the end."""
 
     def __init__(self, path, mode):
+        import hashlib
+        import tempfile
         if path is None:
             # No path given: a fresh temporary file, reported back.
             fd, path = tempfile.mkstemp(prefix='chopsticks-put-')
@@ -57,6 +60,7 @@ class Upload(object):
 
 def send_file(path, send_chunk):
     """Stream ``path`` through ``send_chunk``; return the fetch summary."""
+    import hashlib
     path = os.path.abspath(os.path.expanduser(path))
     sha1 = hashlib.sha1()
     size = 0

@@ -31,6 +31,7 @@ class Agent(object):
         self.uploads = {}
         self.handlers = {
             wire.OP_CALL: self.on_call,
+            wire.OP_CALL_REF: self.on_call_ref,
             wire.OP_IMPORT_REPLY: self.on_reply,
             wire.OP_DATA_REPLY: self.on_reply,
             wire.OP_PUT_BEGIN: self.on_put_begin,
@@ -81,8 +82,13 @@ class Agent(object):
         thread.daemon = True
         thread.start()
 
-    def call_thread(self, req_id, body):
-        ok, data = run_call(body)
+    def on_call_ref(self, req_id, body):
+        thread = threading.Thread(target=self.call_thread, args=(req_id, body, True))
+        thread.daemon = True
+        thread.start()
+
+    def call_thread(self, req_id, body, by_reference=False):
+        ok, data = run_call(body, by_reference)
         self.send(wire.OP_RESULT if ok else wire.OP_ERROR, req_id, data)
 
     def send_error(self, req_id, kind):

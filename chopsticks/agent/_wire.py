@@ -20,6 +20,7 @@ OP_PUT_END = 5
 OP_FETCH = 6
 OP_DATA_REPLY = 7
 OP_CONFIG = 8
+OP_CALL_REF = 9
 # Agent -> controller.
 OP_HELLO = 64
 OP_RESULT = 65
