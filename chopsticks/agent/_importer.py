@@ -11,8 +11,8 @@ import sys
 from chopsticks.agent._compat import PY2, exec_in, imp
 
 if not PY2:
-    import importlib
-    from importlib.machinery import ModuleSpec, PathFinder
+    # The running import system's own class: no importlib import at start-up.
+    ModuleSpec = sys.modules['_frozen_importlib'].ModuleSpec
 
 # Prefix for package __path__ entries: no path hook accepts it, so submodules
 # of a served package are always served too, even when the same directory
@@ -178,6 +178,8 @@ class ServedImporter(object):
             except ImportError:
                 return None
             return True
+        import importlib
+        from importlib.machinery import PathFinder
         importlib.invalidate_caches()
         return PathFinder.find_spec(fullname, dirs)
 

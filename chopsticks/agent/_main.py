@@ -8,12 +8,12 @@ reader to bring back a module.
 """
 import os
 import sys
-import threading
 
 from chopsticks.agent import _wire as wire
 from chopsticks.agent._calls import error_body, run_call
 from chopsticks.agent._codec import packb, unpackb
-from chopsticks.agent._compat import allocate_lock, lock_wait, text_type
+from chopsticks.agent._compat import (allocate_lock, get_ident, lock_wait,
+                                       start_new_thread, text_type)
 from chopsticks.agent._files import Upload, send_file
 from chopsticks.agent._importer import ServedImporter, install
 
@@ -39,9 +39,9 @@ class Agent(object):
             wire.OP_PUT_END: self.on_put_end,
             wire.OP_FETCH: self.on_fetch,
         }
-        reader = threading.current_thread()
+        reader = get_ident()
         install(ServedImporter(host, self.ask_import, self.ask_data,
-                               lambda: threading.current_thread() is not reader))
+                               lambda: get_ident() != reader))
 
     def send(self, op, req_id, body):
         self.writer.send(op, req_id, body)
@@ -78,14 +78,10 @@ class Agent(object):
             slot[0].release()
 
     def on_call(self, req_id, body):
-        thread = threading.Thread(target=self.call_thread, args=(req_id, body))
-        thread.daemon = True
-        thread.start()
+        start_new_thread(self.call_thread, (req_id, body))
 
     def on_call_ref(self, req_id, body):
-        thread = threading.Thread(target=self.call_thread, args=(req_id, body, True))
-        thread.daemon = True
-        thread.start()
+        start_new_thread(self.call_thread, (req_id, body, True))
 
     def call_thread(self, req_id, body, by_reference=False):
         ok, data = run_call(body, by_reference)
@@ -127,9 +123,7 @@ class Agent(object):
 
     def on_fetch(self, req_id, body):
         path = unpackb(body)['path']
-        thread = threading.Thread(target=self.fetch_thread, args=(req_id, path))
-        thread.daemon = True
-        thread.start()
+        start_new_thread(self.fetch_thread, (req_id, path))
 
     def fetch_thread(self, req_id, path):
         def send_chunk(chunk):
