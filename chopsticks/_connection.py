@@ -41,6 +41,8 @@ MAX_FRAME = 256 * 1024 * 1024
 #: Outgoing bytes buffered before writers are asked to wait (put back-pressure).
 HIGH_WATER = 1024 * 1024
 STDERR_TAIL = 20
+#: Frames up to this size are copied into one buffer with their header.
+SMALL_FRAME = 64 * 1024
 
 
 class Connection:
@@ -86,18 +88,25 @@ class Connection:
 
     # Writing
     def send(self, op: int, req_id: int, body: bytes | memoryview) -> None:
-        """Queue one frame; written now if the pipe takes it."""
-        self.send_raw(HEADER.pack(len(body), req_id, op))
-        if body:
+        """Queue one frame; written now if the pipe takes it (one syscall)."""
+        header = HEADER.pack(len(body), req_id, op)
+        if len(body) <= SMALL_FRAME:
+            self.send_raw(header + body)
+        else:
+            # Large bodies are not copied: header and body go out together.
+            self._queue(header)
             self.send_raw(body)
 
     def send_raw(self, data: bytes | memoryview) -> None:
+        self._queue(data)
+        if not self._writer.active:
+            self._flush()
+
+    def _queue(self, data: bytes | memoryview) -> None:
         if self.error is not None:
             raise self.error
         self._out.append(memoryview(data))
         self._out_bytes += len(data)
-        if len(self._out) == 1 or not self._writer.active:
-            self._flush()
 
     def wait_drained(self, timeout: float | None = None) -> bool:
         """Block the calling greenlet until the output buffer is below the high water."""
