@@ -39,3 +39,24 @@ def use_controller_api():
 def msgpack_pack(value):
     import msgpack
     return msgpack.packb(value), msgpack.version
+
+
+def sleep_then(seconds, value):
+    import time
+    time.sleep(seconds)
+    return value
+
+
+def append_line(path, text):
+    with open(path, 'a') as f:
+        f.write(text + '\n')
+    return text
+
+
+def agent_pid():
+    import os
+    return os.getpid()
+
+
+def is_even_name(name):
+    return len(name) % 2 == 0
