@@ -132,6 +132,9 @@ class BaseTunnel:
             raise ConnectTimeout(
                 f'no handshake within {self.connect_timeout:g}s'
                 + self._stderr_note(conn), self.host)
+        if conn.hello is None and isinstance(conn.error, ProtocolError):
+            self._abandon(conn)
+            raise conn.error
         if conn.hello is None:
             status = pipes.process.stop(min(1.0, self.connect_timeout))
             self._process = None

@@ -43,6 +43,8 @@ HIGH_WATER = 1024 * 1024
 STDERR_TAIL = 20
 #: Frames up to this size are copied into one buffer with their header.
 SMALL_FRAME = 64 * 1024
+#: Output tolerated before the agent's sync marker (a chatty login script).
+MAX_NOISE = 64 * 1024
 
 
 class Connection:
@@ -63,6 +65,7 @@ class Connection:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         self._next_id = 0
         self._inbuf = bytearray()
+        self._synced = False
         self._stderr_buf = b''
         self._out: deque[memoryview] = deque()
         self._out_bytes = 0
@@ -157,6 +160,8 @@ class Connection:
             return
         buf = self._inbuf
         buf += data
+        if not self._synced and not self._sync(buf):
+            return
         pos = 0
         end = len(buf)
         try:
@@ -177,6 +182,22 @@ class Connection:
             self.fail(exc)
             return
         del buf[:pos]
+
+    def _sync(self, buf: bytearray) -> bool:
+        """Skip what precedes the agent's marker: a login script may print first."""
+        index = buf.find(wire.SYNC)
+        if index < 0:
+            if len(buf) > MAX_NOISE:
+                self.fail(ProtocolError(
+                    f'no agent handshake in the first {MAX_NOISE} bytes of output: '
+                    f'{bytes(buf[:60])!r}...', self.host))
+            return False
+        if index:
+            for line in bytes(buf[:index]).splitlines():
+                self._emit_stderr(b'(stdout before the agent started) ' + line)
+        del buf[:index + len(wire.SYNC)]
+        self._synced = True
+        return True
 
     def _dispatch(self, op: int, req_id: int, body: bytes) -> None:
         if op in _DATA_OPS:

@@ -59,8 +59,9 @@ def test_handshake_rejects_a_silent_agent(tmp_path):
 
 def test_handshake_rejects_wrong_protocol(tmp_path):
     fake = tmp_path / 'fake'
-    # A hello frame (op 64) whose body is msgpack {'v': 99}.
-    fake.write_text('#!/bin/sh\nprintf "\\000\\000\\000\\004\\000\\000\\000\\000\\100'
+    # The sync marker, then a hello frame (op 64) whose body is msgpack {'v': 99}.
+    fake.write_text('#!/bin/sh\nprintf "\\000\\000chopsticks-agent\\000\\000"\n'
+                    'printf "\\000\\000\\000\\004\\000\\000\\000\\000\\100'
                     '\\201\\241v\\143"\nexec cat >/dev/null\n')
     fake.chmod(0o755)
     with pytest.raises(errors.ProtocolError) as info:
@@ -100,3 +101,21 @@ def test_hostile_agent_fails_only_its_tunnel(tmp_path, mode):
     assert elapsed < 8
     if mode in ('garbage', 'oversize', 'bad-ext', 'deep', 'unknown-op'):
         assert isinstance(err.exception, errors.ProtocolError), err.msg
+
+
+def test_output_before_the_agent_is_skipped_and_shown(tmp_path, capfd):
+    chatty = tmp_path / 'chatty-python'
+    chatty.write_text('#!/bin/sh\necho "Welcome to the motd"\nexec /usr/bin/python3 "$@"\n')
+    chatty.chmod(0o755)
+    with Local('chatty', python=str(chatty)) as tun:
+        assert tun.call(len, 'abc') == 3
+    assert '[chatty] (stdout before the agent started) Welcome to the motd' in capfd.readouterr().err
+
+
+def test_endless_noise_is_a_protocol_error(tmp_path):
+    noisy = tmp_path / 'noisy-python'
+    noisy.write_text('#!/bin/sh\nexec yes "noise"\n')
+    noisy.chmod(0o755)
+    with pytest.raises(errors.ProtocolError) as info:
+        Local('noisy', python=str(noisy)).connect()
+    assert 'no agent handshake' in str(info.value)

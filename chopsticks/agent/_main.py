@@ -175,6 +175,7 @@ class Agent(object):
         hello = {'v': wire.PROTOCOL_VERSION, 'pid': os.getpid(),
                  'python': list(sys.version_info[:3]),
                  'executable': text_type(sys.executable or '')}
+        os.write(self.writer.fd, wire.SYNC)
         self.send(wire.OP_HELLO, 0, packb(hello))
         read_exact = wire.read_exact
         header = wire.HEADER

@@ -8,6 +8,10 @@ import struct
 
 PROTOCOL_VERSION = 1
 
+# Written before the first frame: the controller skips anything before it
+# (a login script that prints on stdout).
+SYNC = b'\x00\x00chopsticks-agent\x00\x00'
+
 HEADER = struct.Struct('>IIB')  # body length, request id, op
 HEADER_SIZE = HEADER.size
 

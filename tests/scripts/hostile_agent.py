@@ -38,7 +38,7 @@ def main():
     # A valid hello: msgpack {'v': 1, 'python': [3, 11, 0], 'pid': 1, 'executable': ''}
     hello = (b'\x84\xa1v\x01\xa6python\x93\x03\x0b\x00\xa3pid\x01'
              b'\xaaexecutable\xa0')
-    os.write(1, frame(64, 0, hello))
+    os.write(1, b'\x00\x00chopsticks-agent\x00\x00' + frame(64, 0, hello))
     size, req_id, op = HEADER.unpack(read_exact(HEADER.size))
     read_exact(size)
     if mode == 'garbage':
