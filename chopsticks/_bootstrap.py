@@ -35,7 +35,11 @@ INTERPRETER_FLAGS = ('-E', '-S')
 
 
 def strip_source(source: str) -> str:
-    """Drop docstrings, comments and blank lines: fewer bytes to ship."""
+    """Drop docstrings, comments, blank lines and most indentation: fewer bytes to ship.
+
+    The agent's sources use four-space indentation (the tests compile the
+    result on every interpreter).
+    """
     tree = ast.parse(source)
     drop: set[int] = set()
     for node in ast.walk(tree):
@@ -50,10 +54,20 @@ def strip_source(source: str) -> str:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT and tok.line.strip().startswith('#'):
             comments.add(tok.start[0])
+    protected = set()  # lines inside a multi-line string keep their spaces
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.STRING and tok.start[0] != tok.end[0]:
+            protected.update(range(tok.start[0] + 1, tok.end[0] + 1))
     lines = []
     for number, line in enumerate(source.splitlines(), 1):
         if number in drop or number in comments or not line.strip():
             continue
+        if number not in protected:
+            # One space per indentation level; continuation lines (inside
+            # brackets) may be indented anyhow.
+            code = line.lstrip(' ')
+            depth = len(line) - len(code)
+            line = ' ' * (depth // 4) + code if depth % 4 == 0 else ' ' + code
         lines.append(line)
     return '\n'.join(lines) + '\n'
 
