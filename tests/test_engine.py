@@ -350,3 +350,17 @@ def test_more_than_1024_fds_no_select_limit():
         for r, w in pipes:
             os.close(r)
             os.close(w)
+
+
+def test_running_out_of_fds_fails_only_the_hosts_affected():
+    out = subprocess.run([sys.executable, str(HERE / 'scripts' / 'fd_exhaustion.py'), '64', '60'],
+                         capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env={**os.environ, 'PYTHONPATH': str(REPO)})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    kinds = result['kinds']
+    assert kinds.get('ok', 0) > 5, result
+    assert kinds.get('FileDescriptorsExhausted', 0) > 5, result
+    assert set(kinds) <= {'ok', 'FileDescriptorsExhausted'}, result
+    assert 'file descriptors' in result['messages'][0]
+    assert result['after_close_ok']
