@@ -54,7 +54,7 @@ def strip_source(source: str) -> str:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT and tok.line.strip().startswith('#'):
             comments.add(tok.start[0])
-    protected = set()  # lines inside a multi-line string keep their spaces
+    protected: set[int] = set()  # lines inside a multi-line string keep their spaces
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.STRING and tok.start[0] != tok.end[0]:
             protected.update(range(tok.start[0] + 1, tok.end[0] + 1))
