@@ -118,6 +118,12 @@ class Group:
                 raise TypeError(f'not a host name or tunnel: {host!r}')
             tunnels.setdefault(host)
         self._tunnels = list(tunnels)
+        seen: dict[str, BaseTunnel] = {}
+        for tunnel in self._tunnels:
+            other = seen.setdefault(tunnel.host, tunnel)
+            if other is not tunnel:
+                raise ValueError(f'{other!r} and {tunnel!r} share the host name '
+                                 f'{tunnel.host!r}: results are keyed by host name')
 
     @property
     def tunnels(self) -> list[BaseTunnel]:

@@ -14,6 +14,10 @@ from chopsticks.tunnel import ErrorResult, Local
 from tests.servedpkg.remote import agent_pid, append_line, sleep_then
 
 
+class Local_(Local):
+    """Another tunnel type: equal host names but unequal tunnels."""
+
+
 def names(group):
     return [t.host for t in group]
 
@@ -47,6 +51,9 @@ def test_hosts_mix_strings_and_tunnels():
         Group('abc')
     with pytest.raises(ValueError):
         Group([], concurrency=0)
+    with pytest.raises(ValueError) as info:
+        Group([Local('same'), Local('same', python='/usr/bin/python3'), Local_('same')])
+    assert 'share the host name' in str(info.value)
 
 
 def test_set_operations_keep_first_appearance_order():
