@@ -284,6 +284,9 @@ class Connection:
                 break
 
     def _eof_reason(self) -> str:
+        self.drain_stderr()
+        if self.stderr_tail:
+            return f'the agent closed its pipe; its stderr ended: {self.stderr_tail[-1]}'
         return 'the agent closed its pipe'
 
     # Ending

@@ -364,3 +364,12 @@ def test_running_out_of_fds_fails_only_the_hosts_affected():
     assert set(kinds) <= {'ok', 'FileDescriptorsExhausted'}, result
     assert 'file descriptors' in result['messages'][0]
     assert result['after_close_ok']
+
+
+def test_agent_dying_mid_call_is_connection_lost_then_reconnects():
+    from tests.servedpkg.remote import die
+    with Local('dies') as tun:
+        with pytest.raises(errors.ConnectionLost) as info:
+            tun.call(die, 'last words')
+        assert info.value.host == 'dies'
+        assert tun.call(returns_value, 'back') == 'back'

@@ -60,3 +60,11 @@ def agent_pid():
 
 def is_even_name(name):
     return len(name) % 2 == 0
+
+
+def die(message):
+    import os
+    import sys
+    sys.stderr.write(message + '\n')
+    sys.stderr.flush()
+    os._exit(3)
