@@ -345,8 +345,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the fleet's cleanup
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A background (nohup ... &) run inherits SIGINT ignored: make SIGINT and
+    # SIGTERM both stop the run cleanly (fleet stopped, routes removed).
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     become_subreaper()
     info = machine()
     plan = []

@@ -12,9 +12,9 @@ Measurements, all on the controller (the runner process):
 * wall times with ``time.perf_counter``;
 * CPU: ``getrusage(RUSAGE_SELF)`` and ``getrusage(RUSAGE_CHILDREN)`` at exit
   (children are counted by the kernel only once waited for), and, for a
-  phase, a snapshot that adds the live children (their utime/stime plus their
-  own waited children, from ``/proc/<pid>/stat``), so the ssh clients of a
-  still-open connection are counted;
+  phase, a snapshot that adds the live children (their time on the CPU from
+  ``/proc/<pid>/schedstat`` plus their own waited children), so the ssh
+  clients of a still-open connection are counted;
 * memory: ``ru_maxrss`` (peak RSS of the runner, KiB) and the RSS before
   connecting, so RSS per connection can be estimated;
 * bytes on the wire: the sum of ``bytes_acked`` (controller -> hosts) and
@@ -72,27 +72,34 @@ def _children_pids():
 
 
 def _live_children_cpu():
-    user = sys_ = 0.0
+    """CPU seconds of the live children (and of what they reaped), precisely.
+
+    A live process's utime/stime in /proc/<pid>/stat are tick-sampled (a
+    short-lived ssh client reads 0 or 10 ms), so its own time is taken from
+    /proc/<pid>/schedstat (nanoseconds on the CPU, user and system together);
+    cutime/cstime add its children that it has waited for.
+    """
+    total = 0.0
     for pid in _children_pids():
         try:
+            with open('/proc/%d/schedstat' % pid) as f:
+                own = int(f.read().split()[0]) / 1e9
             with open('/proc/%d/stat' % pid, 'rb') as f:
                 data = f.read()
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
         fields = data[data.rindex(b')') + 2:].split()
-        # after comm: state=0 ... utime=11 stime=12 cutime=13 cstime=14
-        user += (int(fields[11]) + int(fields[13])) / TICK
-        sys_ += (int(fields[12]) + int(fields[14])) / TICK
-    return user, sys_
+        # after comm: state=0 ... cutime=13 cstime=14
+        total += own + (int(fields[13]) + int(fields[14])) / TICK
+    return total
 
 
 def cpu_snapshot():
     """CPU seconds so far: this process, and its children (waited and live)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    lu, ls = _live_children_cpu()
     return {'self': me.ru_utime + me.ru_stime,
-            'children': ch.ru_utime + ch.ru_stime + lu + ls}
+            'children': ch.ru_utime + ch.ru_stime + _live_children_cpu()}
 
 
 def cpu_delta(before, after):
