@@ -15,11 +15,14 @@ def agent_peak_rss():
 def main():
     src, remote, back = sys.argv[1:4]
     with Local('big') as tun:
+        tun.call(len, 'warm up')
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         put = tun.put(src, remote)
         fetched = tun.fetch(remote, back)
         agent_kib = tun.call(agent_peak_rss)
     print(json.dumps({'put': put, 'fetch': fetched, 'agent_kib': agent_kib,
-                      'controller_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      'controller_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      'controller_before_kib': before}))
 
 
 if __name__ == '__main__':
