@@ -7,9 +7,10 @@ from __future__ import annotations
 from .errors import ChopsticksError, RemoteException
 from .group import Group, GroupResult
 from .queue import AsyncResult, Queue
-from .tunnel import BaseTunnel, ErrorResult, Local, SSHTunnel, Sudo, Tunnel
+from .tunnel import BaseTunnel, Docker, DockerExec, ErrorResult, Local, ParamikoTunnel, \
+    SSHTunnel, Sudo, Tunnel
 
 __version__ = '2.0.0.dev0'
-__all__ = ['AsyncResult', 'BaseTunnel', 'ChopsticksError', 'ErrorResult', 'Group',
-           'GroupResult', 'Local', 'Queue', 'RemoteException', 'SSHTunnel', 'Sudo',
-           'Tunnel', '__version__']
+__all__ = ['AsyncResult', 'BaseTunnel', 'ChopsticksError', 'Docker', 'DockerExec',
+           'ErrorResult', 'Group', 'GroupResult', 'Local', 'ParamikoTunnel', 'Queue',
+           'RemoteException', 'SSHTunnel', 'Sudo', 'Tunnel', '__version__']
