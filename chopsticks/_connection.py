@@ -63,6 +63,8 @@ class Connection:
         self.hello_event = Event()
         self.error: ChopsticksError | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        #: Directories of the packages served to this agent: its resource roots.
+        self.resource_roots: set[str] = set()
         self._next_id = 0
         self._inbuf = bytearray()
         self._synced = False
@@ -209,12 +211,17 @@ class Connection:
             name = self._decode(body)
             if not isinstance(name, str):
                 raise ProtocolError('import request is not a module name', self.host)
-            self.send(wire.OP_IMPORT_REPLY, req_id, _codec.packb(SERVER.lookup(name)))
+            answer = SERVER.lookup(name)
+            root = SERVER.resource_root(answer)
+            if root is not None:
+                self.resource_roots.add(root)
+            self.send(wire.OP_IMPORT_REPLY, req_id, _codec.packb(answer))
         elif op == wire.OP_GET_DATA:
             path = self._decode(body)
             if not isinstance(path, str):
                 raise ProtocolError('data request is not a path', self.host)
-            self.send(wire.OP_DATA_REPLY, req_id, _codec.packb(SERVER.get_data(path)))
+            data = SERVER.get_data(path, self.resource_roots)
+            self.send(wire.OP_DATA_REPLY, req_id, _codec.packb(data))
         elif op == wire.OP_HELLO and self.hello is None:
             self.hello = self._decode(body)
             self.hello_event.set()

@@ -8,7 +8,10 @@ bytes. Only pure-Python modules are served; C extensions are answered with
 ``kind='extension'`` so the agent can try its own copy.
 
 ``get_data`` serves resource files (``pkgutil.get_data``) only from inside
-the directory of a package this server has served.
+the directory of a regular package (one with an ``__init__.py``) that was
+served to the same tunnel: each connection passes the directories it was
+given. Namespace packages are served (empty) but grant no resources, so an
+agent cannot turn an arbitrary directory on ``sys.path`` into a file server.
 """
 from __future__ import annotations
 
@@ -111,7 +114,6 @@ class ImportServer:
 
     def __init__(self, cache: SourceCache | None = None) -> None:
         self.cache = cache or SourceCache()
-        self._package_dirs: set[str] = set()
         self._stubs: dict[str, bytes] = {}
 
     def _stub(self, fullname: str) -> bytes:
@@ -156,9 +158,8 @@ class ImportServer:
             # A namespace package: an empty package whose children are served.
             locations = list(spec.submodule_search_locations)
             pkg_dir = locations[0] if locations else fullname
-            self._package_dirs.update(os.path.realpath(p) for p in locations)
             return {'kind': 'source', 'origin': os.path.join(pkg_dir, '__init__.py'),
-                    'is_pkg': True, 'pkg_dir': pkg_dir, 'source': b''}
+                    'is_pkg': True, 'pkg_dir': pkg_dir, 'source': b'', 'namespace': True}
         if ((fullname == STUB_PACKAGE or fullname.startswith(STUB_PACKAGE + '.'))
                 and not _is_agent_safe(fullname) and origin):
             pkg_dir = os.path.dirname(origin) if is_pkg else ''
@@ -173,18 +174,21 @@ class ImportServer:
         except OSError:
             return None
         pkg_dir = os.path.dirname(origin) if is_pkg else ''
-        if is_pkg:
-            self._package_dirs.add(os.path.realpath(pkg_dir))
         return {'kind': 'source', 'origin': origin, 'is_pkg': is_pkg,
                 'pkg_dir': pkg_dir, 'source': source}
 
-    def get_data(self, path: str) -> bytes | None:
-        """A resource file inside a served package, or None."""
+    @staticmethod
+    def resource_root(answer: dict[str, Any] | None) -> str | None:
+        """The directory an IMPORT answer lets its tunnel read resources from."""
+        if (answer and answer.get('kind') == 'source' and answer.get('is_pkg')
+                and not answer.get('namespace')):
+            return os.path.realpath(answer['pkg_dir'])
+        return None
+
+    def get_data(self, path: str, roots: set[str]) -> bytes | None:
+        """A resource file inside one of ``roots`` (a tunnel's served packages), or None."""
         real = os.path.realpath(path)
-        for directory in self._package_dirs:
-            if real.startswith(directory + os.sep):
-                break
-        else:
+        if not any(real.startswith(root + os.sep) for root in roots):
             return None
         try:
             if os.path.getsize(real) > MAX_RESOURCE:

@@ -102,3 +102,28 @@ def test_remote_copy_of_c_extension_is_used():
     with Local('hasext', python=sys.executable) as tun:
         origin = tun.call(import_module, 'greenlet._greenlet')
     assert origin.endswith('.so')
+
+
+def test_namespace_directories_grant_no_resources(tmp_path, monkeypatch):
+    # A directory on sys.path is importable as a namespace package; it must not
+    # make its files readable by an agent.
+    (tmp_path / 'nsdir').mkdir()
+    (tmp_path / 'nsdir' / 'secret.txt').write_text('private')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with Local('ns') as tun:
+        tun.call(import_module, 'nsdir')
+        refused = tun.call(read_resource, str(tmp_path / 'nsdir' / 'secret.txt'))
+    assert refused.startswith('refused')
+
+
+def test_resources_are_per_tunnel(tmp_path, monkeypatch):
+    (tmp_path / 'respkg').mkdir()
+    (tmp_path / 'respkg' / '__init__.py').write_text('')
+    (tmp_path / 'respkg' / 'data.txt').write_text('for the importer only')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    resource = str(tmp_path / 'respkg' / 'data.txt')
+    with Local('imported') as first, Local('other') as second:
+        assert first.call(import_module, 'respkg')
+        assert first.call(read_resource, resource) == b'for the importer only'
+        # The second agent never imported the package: the file is not its to read.
+        assert second.call(read_resource, resource).startswith('refused')
