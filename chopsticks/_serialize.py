@@ -53,10 +53,16 @@ def _class_names(cls: type) -> set[str]:
 
 
 def _source(obj: Any) -> tuple[str, str, int]:
-    """``(source, filename, first line)``, decorators dropped (the object is decorated)."""
+    """``(source, filename, first line)``, decorators dropped (the object is decorated).
+
+    A function's source is found from its code object, not the function:
+    ``inspect`` follows ``__wrapped__``, which would send a ``functools.wraps``
+    wrapper's wrapped function instead of the wrapper.
+    """
+    target = obj.__code__ if isinstance(obj, types.FunctionType) else obj
     try:
-        lines, lineno = inspect.getsourcelines(obj)
-        filename = inspect.getsourcefile(obj) or inspect.getfile(obj)
+        lines, lineno = inspect.getsourcelines(target)
+        filename = inspect.getsourcefile(target) or inspect.getfile(target)
     except (OSError, TypeError) as exc:
         raise SerializationError(
             f'cannot send {obj.__module__}.{obj.__qualname__}: its source is not '
@@ -93,16 +99,18 @@ class CallPickler(pickle.Pickler):
         return None
 
     def _function(self, fn: types.FunctionType) -> tuple[Any, ...]:
-        if fn.__name__ == '<lambda>':
+        # The code's own name: functools.wraps renames the function object.
+        name = fn.__code__.co_name
+        if name == '<lambda>':
             raise SerializationError(
                 f'cannot send lambda {fn.__qualname__} from {fn.__module__}: '
                 'lambdas have no source of their own; use def')
         if id(fn) in self._sent and fn.__module__ == '__main__' and not fn.__code__.co_freevars:
-            return ('ref', fn.__module__, fn.__name__)
+            return ('ref', fn.__module__, name)
         self._sent.add(id(fn))
         names = _code_names(fn.__code__)
         cells = tuple(self._cell(fn, c) for c in fn.__closure__ or ())
-        return ('def', 'function', fn.__name__, _source(fn), fn.__module__,
+        return ('def', 'function', name, _source(fn), fn.__module__,
                 self._globals(fn.__globals__, names, fn.__module__),
                 fn.__code__.co_freevars, cells)
 

@@ -183,6 +183,8 @@ def test_main_functions_from_a_script():
     assert result['class'] == 7
     assert result['closure'] == 15
     assert result['recursive'] == 5
+    assert result['decorated'] == ['tagged', 2]  # JSON turns the tuple into a list
+    assert result['calls_decorated'] == ['tagged', 2]
     assert 'lambda' in result['lambda'] and 'use def' in result['lambda']
 
 

@@ -1,4 +1,5 @@
 """Run as a script: calls functions defined in __main__ on a Local agent, prints JSON."""
+import functools
 import json
 import sys
 import os
@@ -36,6 +37,22 @@ def make_adder(k):
     return add
 
 
+def tagged(func):
+    @functools.wraps(func)
+    def wrapper(*args):
+        return ('tagged', func(*args))
+    return wrapper
+
+
+@tagged
+def decorated(x):
+    return x + 1
+
+
+def calls_decorated(x):
+    return decorated(x)
+
+
 def recursive(n):
     return 0 if n == 0 else 1 + recursive(n - 1)
 
@@ -48,6 +65,8 @@ def main():
         out['class'] = tun.call(measure, Point(3, -4))
         out['closure'] = tun.call(make_adder(10), 5)
         out['recursive'] = tun.call(recursive, 5)
+        out['decorated'] = tun.call(decorated, 1)
+        out['calls_decorated'] = tun.call(calls_decorated, 1)
         try:
             tun.call(lambda: 1)
         except ChopsticksError as exc:
