@@ -83,6 +83,19 @@ def open_fds():
     return set(os.listdir('/proc/self/fd'))
 
 
+def open_sockets(fds):
+    """The sockets and pipes among ``fds`` (gevent's thread pool workers open loops)."""
+    found = {}
+    for fd in fds:
+        try:
+            target = os.readlink(f'/proc/self/fd/{fd}')
+        except OSError:
+            continue
+        if target.startswith(('socket:', 'pipe:')):
+            found[fd] = target
+    return found
+
+
 def pooled_fds(client):
     """fds of the SDK's idle keep-alive HTTP connections (one per pool thread, bounded)."""
     fds = set()
@@ -258,12 +271,10 @@ def test_no_fd_leaks(docker_client, docker_image):
         tun.call(time.time)
         tun.close()
     deadline = time.monotonic() + 5
-    while open_fds() - before - pooled_fds(docker_client) and time.monotonic() < deadline:
+    while open_sockets(open_fds() - before - pooled_fds(docker_client)) \
+            and time.monotonic() < deadline:
         gevent.sleep(0.05)
-    leaked = {fd: os.readlink(f'/proc/self/fd/{fd}')
-              for fd in open_fds() - before - pooled_fds(docker_client)
-              if os.path.exists(f'/proc/self/fd/{fd}')}
-    assert not leaked
+    assert open_sockets(open_fds() - before - pooled_fds(docker_client)) == {}
 
 
 # --- DockerExec ----------------------------------------------------------------------
@@ -322,6 +333,30 @@ def test_engine_unreachable(docker_image, tmp_path, monkeypatch):
     monkeypatch.setenv('DOCKER_HOST', nowhere)
     timed_connect(Docker(name(), docker_image), errors.DockerError, 'no Docker engine reachable')
     timed_connect(DockerExec(name()), errors.DockerError, 'no Docker engine reachable')
+
+
+def test_engine_that_never_answers(docker_image, tmp_path):
+    """A hung engine costs connect_timeout, not the SDK's own 60 s timeout."""
+    import docker as docker_sdk
+    path = str(tmp_path / 'silent.sock')
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)  # never accepted: requests wait in the backlog
+    try:
+        client = docker_sdk.DockerClient(base_url=f'unix://{path}', version='1.41', timeout=3)
+        tun = Docker(name(), docker_image, client=client, connect_timeout=1.0)
+        before = open_fds()
+        started = time.monotonic()
+        with pytest.raises(errors.ConnectTimeout, match='did not start the agent within 1s'):
+            tun.connect()
+        assert 0.9 < time.monotonic() - started < FAST
+        # The abandoned request ends on the SDK's timeout; nothing is left behind.
+        deadline = time.monotonic() + 10
+        while open_sockets(open_fds() - before) and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        assert open_sockets(open_fds() - before) == {}
+    finally:
+        listener.close()
 
 
 def test_image_missing(docker_client):

@@ -168,6 +168,16 @@ def test_call(ssh_fleet):
     assert no_paramiko_threads()
 
 
+@pytest.mark.parametrize('version', ['2.7.18', '3.6.15'])
+def test_old_remote_interpreters(ssh_fleet, version):
+    python = os.path.expanduser(f'~/.pyenv/versions/{version}/bin/python')
+    if not os.path.exists(python):
+        pytest.skip(f'no {python} here')
+    with tunnel(ssh_fleet, ssh_fleet.hosts[6], python=python) as tun:
+        assert tun.call(python_version) == tuple(int(v) for v in version.split('.'))
+        assert tun.call(import_served)[0] == 42
+
+
 def test_served_imports(ssh_fleet):
     with tunnel(ssh_fleet, ssh_fleet.hosts[3]) as tun:
         value, data = tun.call(import_served)
