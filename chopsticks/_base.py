@@ -42,6 +42,10 @@ class BaseTunnel:
     connect_timeout: float = 10.0
     #: Seconds an agent gets to exit on close before it is killed.
     close_grace: float = 2.0
+    #: Write the agent's stderr lines, prefixed ``[host] ``, to this process's
+    #: stderr. They always go to the ``chopsticks`` logger too; set this to
+    #: False (per class or instance) to leave them to logging alone.
+    echo_stderr: bool = True
 
     def __init__(self, host: str, *, python: str | None = None,
                  connect_timeout: float | None = None) -> None:
@@ -117,7 +121,8 @@ class BaseTunnel:
         pipes = self._start()
         self._process = pipes.process
         try:
-            conn = Connection(self.host, pipes.sock, pipes.stderr_fd, self._on_lost)
+            conn = Connection(self.host, pipes.sock, pipes.stderr_fd, self._on_lost,
+                              self.echo_stderr)
         except OSError as exc:
             pipes.process.kill()
             raise ConnectError(f'cannot watch the agent pipes: {exc}', self.host) from exc

@@ -51,8 +51,10 @@ class Connection:
     """Frames in and out of one agent; owns the socket and the stderr pipe."""
 
     def __init__(self, host: str, sock: socket.socket, stderr_fd: int | None,
-                 on_lost: Callable[[ChopsticksError], None] | None = None) -> None:
+                 on_lost: Callable[[ChopsticksError], None] | None = None,
+                 echo_stderr: bool = True) -> None:
         self.host = host
+        self.echo_stderr = echo_stderr
         self.sock = sock
         sock.setblocking(False)
         self.fd = sock.fileno()
@@ -230,7 +232,7 @@ class Connection:
 
     def _decode(self, body: bytes) -> Any:
         try:
-            return _codec.unpackb(body)
+            return _codec.unpackb(body, max_size=MAX_FRAME)
         except _codec.CodecError as exc:
             raise ProtocolError(f'undecodable frame from agent: {exc}', self.host) from None
 
@@ -261,12 +263,15 @@ class Connection:
             self._emit_stderr(raw)
 
     def _emit_stderr(self, raw: bytes) -> None:
-        line = raw.decode('utf-8', 'replace').rstrip('\r')
+        # Control characters are shown escaped: a hostile agent must not
+        # drive the controller's terminal.
+        line = raw.decode('utf-8', 'replace').rstrip('\r').translate(_ESCAPES)
         self.stderr_tail.append(line)
-        try:
-            sys.stderr.write(f'[{self.host}] {line}\n')
-        except (OSError, ValueError):
-            pass
+        if self.echo_stderr:
+            try:
+                sys.stderr.write(f'[{self.host}] {line}\n')
+            except (OSError, ValueError):
+                pass
         log.info('[%s] %s', self.host, line, extra={'host': self.host})
 
     def _stop_stderr(self) -> None:
@@ -335,6 +340,8 @@ class Connection:
         self.drain_stderr()
         self._stop_stderr()
 
+
+_ESCAPES = {c: f'\\x{c:02x}' for c in [*range(0x20), *range(0x7f, 0xa0)] if c != 0x09}
 
 _DATA_OPS = frozenset({wire.OP_RESULT, wire.OP_ERROR, wire.OP_FETCH_DATA, wire.OP_FETCH_END})
 OP_LOST = -1

@@ -61,6 +61,8 @@ class Fanout:
                 batch, self.batch = self.batch, []
                 yield from batch
         finally:
+            # Also when the consumer stops early: start no more hosts.
+            self.todo.clear()
             self._stop_timer()
 
     def _fill(self) -> None:

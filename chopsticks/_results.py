@@ -10,7 +10,7 @@ from .errors import ChopsticksError, ProtocolError, RemoteException, RemoteFileE
 class ErrorResult:
     """A host's failure inside a :class:`~chopsticks.group.GroupResult`.
 
-    ``msg`` is the message, ``tb`` the remote traceback (empty when the
+    ``msg`` is ``'TypeName: message'`` (the host is the result's key), ``tb`` the remote traceback (empty when the
     failure was not raised remotely), ``exception`` the exception a single
     tunnel would have raised, ``type_name`` its (remote) type name.
     """
@@ -28,7 +28,8 @@ class ErrorResult:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorResult:
         if isinstance(exc, RemoteException):
-            return cls(str(exc), exc.remote_traceback, exc, exc.type_name, exc.host)
+            return cls(f'{exc.type_name}: {exc.msg}', exc.remote_traceback, exc,
+                       exc.type_name, exc.host)
         host = getattr(exc, 'host', None)
         msg = exc.msg if isinstance(exc, ChopsticksError) else str(exc)
         return cls(f'{type(exc).__name__}: {msg}', '', exc, type(exc).__name__, host)

@@ -26,11 +26,7 @@ import types
 from typing import Any
 
 from . import _codec
-from .errors import ChopsticksError
-
-
-class SerializationError(ChopsticksError, TypeError):
-    """A call, its arguments or a function it needs cannot be sent."""
+from .errors import SerializationError
 
 
 def _code_names(code: types.CodeType) -> set[str]:

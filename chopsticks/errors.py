@@ -15,6 +15,7 @@
      |    +-- FileDescriptorsExhausted  the controller is out of fds
      +-- RemoteException              your function raised on the remote
      |    +-- GroupError              raised by GroupResult.raise_failures()
+     +-- SerializationError           (also TypeError) the call cannot be sent
      +-- UnsupportedResult            (also TypeError) the result cannot travel back
      +-- CallTimeout                  (also TimeoutError) the call overran its timeout
      +-- ConnectionLost               the agent went away mid-request
@@ -105,6 +106,10 @@ class RemoteException(ChopsticksError):
     def __str__(self) -> str:
         text = f'{self.type_name}: {self.msg}' if self.type_name else self.msg
         return f'{self.host}: {text}' if self.host is not None else text
+
+
+class SerializationError(ChopsticksError, TypeError):
+    """A call, its arguments or a function it needs cannot be sent to an agent."""
 
 
 class UnsupportedResult(ChopsticksError, TypeError):

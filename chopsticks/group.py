@@ -58,7 +58,12 @@ class GroupResult(dict):  # type: ignore[type-arg]
         return dict(self.failures())
 
     def summary(self, hosts_shown: int = 5) -> str:
-        """``'37/5000 hosts failed: 30 ConnectTimeout, 7 ValueError; first: a, b'``."""
+        """A count of failures by type, then the first few hosts, one per line::
+
+            37/5000 hosts failed: 30 ConnectTimeout, 7 ValueError
+              [web12] ConnectTimeout: no handshake within 10s
+              ...
+        """
         failed = self.failed
         if not failed:
             return f'all {len(self)} hosts succeeded'
@@ -312,7 +317,11 @@ class Group:
         paths: dict[BaseTunnel, str | None] = {}
         if local_path is not None:
             for tunnel in self._tunnels:
-                paths[tunnel] = os.fspath(local_path).format(host=tunnel.host)
+                try:
+                    paths[tunnel] = os.fspath(local_path).format(host=tunnel.host)
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise ValueError(f'local_path template {local_path!r} can only use '
+                                     f'{{host}} (double other braces): {exc!r}') from None
             if len(set(paths.values())) != len(paths):
                 raise ValueError(f'local_path template {local_path!r} does not give '
                                  'a unique path per host; include {host}')

@@ -21,6 +21,7 @@ import types
 
 from chopsticks.agent._compat import PY2, exec_in, pickle_loads, text_type
 from chopsticks.agent._codec import packb, unpackb
+from chopsticks.agent._wire import MAX_RESULT
 
 MAIN_NAME = '__chopsticks_main__'
 
@@ -162,7 +163,12 @@ def run_call(body, by_reference=False):
         text = ''.join(traceback.format_exception(exc_type, exc, tb))
         return False, error_body('raised', exc_type, exc, text)
     try:
-        return True, packb(result)
+        data = packb(result)
     except (TypeError, ValueError):
         exc_type, exc, tb = sys.exc_info()
         return False, error_body('encode', exc_type, exc, '')
+    if len(data) > MAX_RESULT:
+        exc = ValueError('the result is %d bytes encoded; the limit is %d'
+                         % (len(data), MAX_RESULT))
+        return False, error_body('encode', ValueError, exc, '')
+    return True, data

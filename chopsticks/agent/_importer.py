@@ -35,7 +35,7 @@ class ServedImporter(object):
         self.get_data_remote = get_data
         self.missing = set()
         self.served = {}
-        self.site_loaded = False
+        self._site_dirs = None
 
     # Python 3 protocol
     def find_spec(self, fullname, path=None, target=None):
@@ -77,7 +77,7 @@ class ServedImporter(object):
             return None
         if info['kind'] != 'source':
             self._extension(fullname, path, info)
-            return _ExtensionLoader(fullname, path)
+            return _ExtensionLoader(fullname, extension_dirs(fullname, path, self.site_dirs()))
         return self
 
     def load_module(self, fullname):
@@ -140,12 +140,6 @@ class ServedImporter(object):
 
     def _extension(self, fullname, path, info):
         """A C extension on the controller: use the remote's copy or fail clearly."""
-        if not self.site_loaded:
-            # The agent starts with -S; a remote's installed C extension lives
-            # in site-packages, so load that only when it is needed.
-            self.site_loaded = True
-            import site
-            site.main()
         found = self._local_extension(fullname, path)
         if found is not None:
             return found
@@ -154,6 +148,29 @@ class ServedImporter(object):
             'installed on host %r: chopsticks serves pure-Python modules only'
             % (fullname, info['origin'], self.host))
 
+    def site_dirs(self):
+        """The remote's site-packages, found without putting them on sys.path.
+
+        The agent runs with -S. Adding site-packages to sys.path would let the
+        remote's installed pure-Python packages shadow the controller's from
+        then on; they are searched for extension modules only.
+        """
+        if self._site_dirs is None:
+            saved = list(sys.path)
+            dirs = []
+            try:
+                import site  # Python 2 runs site.main() on import, even under -S
+                if hasattr(site, 'getsitepackages'):
+                    dirs.extend(site.getsitepackages())
+                if hasattr(site, 'getusersitepackages'):
+                    dirs.append(site.getusersitepackages())
+            except Exception:
+                pass
+            finally:
+                sys.path[:] = saved
+            self._site_dirs = [d for d in dirs if os.path.isdir(d)]
+        return self._site_dirs
+
     def _local_extension(self, fullname, path):
         """Find the remote's own copy of an extension module, or None.
 
@@ -161,17 +178,8 @@ class ServedImporter(object):
         copy of the same package may live where the controller's does, or in
         one of the remote's sys.path entries.
         """
-        parent, _, name = fullname.rpartition('.')
-        dirs = []
-        for entry in path or ():
-            if entry.startswith(PATH_PREFIX):
-                entry = entry[len(PATH_PREFIX):]
-            dirs.append(entry)
-        if parent:
-            parts = parent.split('.')
-            dirs.extend(os.path.join(entry, *parts) for entry in sys.path if entry)
-        else:
-            dirs.extend(sys.path)
+        name = fullname.rpartition('.')[2]
+        dirs = extension_dirs(fullname, path, self.site_dirs())
         if PY2:
             try:
                 imp.find_module(name, dirs)
@@ -184,24 +192,29 @@ class ServedImporter(object):
         return PathFinder.find_spec(fullname, dirs)
 
 
+def extension_dirs(fullname, path, site_dirs):
+    """Where the remote's own copy of extension ``fullname`` may be."""
+    parent = fullname.rpartition('.')[0]
+    dirs = [p[len(PATH_PREFIX):] if p.startswith(PATH_PREFIX) else p for p in path or ()]
+    roots = [entry for entry in sys.path if entry] + list(site_dirs)
+    if parent:
+        dirs.extend(os.path.join(entry, *parent.split('.')) for entry in roots)
+    else:
+        dirs.extend(roots)
+    return dirs
+
+
 class _ExtensionLoader(object):
     """Python 2: load the remote's own copy of an extension found off __path__."""
 
-    def __init__(self, fullname, path):
+    def __init__(self, fullname, dirs):
         self.fullname = fullname
-        self.path = path
+        self.dirs = dirs
 
     def load_module(self, fullname):
         if fullname in sys.modules:
             return sys.modules[fullname]
-        parent, _, name = fullname.rpartition('.')
-        dirs = [p[len(PATH_PREFIX):] if p.startswith(PATH_PREFIX) else p
-                for p in self.path or ()]
-        if parent:
-            dirs.extend(os.path.join(e, *parent.split('.')) for e in sys.path if e)
-        else:
-            dirs.extend(sys.path)
-        found = imp.find_module(name, dirs)
+        found = imp.find_module(fullname.rpartition('.')[2], self.dirs)
         try:
             return imp.load_module(fullname, *found)
         finally:

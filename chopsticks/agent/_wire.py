@@ -36,6 +36,9 @@ OP_GET_DATA = 70
 
 # The agent refuses frames over this size from the controller.
 MAX_FRAME = 1 << 30
+# A result larger than this (encoded) is an error of that call, not a frame
+# the controller would refuse (its limit is larger).
+MAX_RESULT = 100 << 20
 
 
 def read_exact(read, size):

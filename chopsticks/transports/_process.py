@@ -92,8 +92,9 @@ def spawn(host: str, argv: Sequence[str], env: dict[str, str] | None = None) -> 
 def _spawn_error(host: str, argv: Sequence[str], exc: OSError) -> ConnectError:
     if exc.errno in _FD_ERRORS:
         return FileDescriptorsExhausted(
-            f'out of file descriptors starting the agent ({exc.strerror}); '
-            'lower the group concurrency or raise the open-file limit', host)
+            f'out of file descriptors starting the agent ({exc.strerror}): every open '
+            'tunnel holds 2; close tunnels you are done with, work in smaller groups, '
+            'or raise the open-file limit', host)
     if isinstance(exc, FileNotFoundError):
         return InterpreterNotFound(f'cannot run {argv[0]!r}: {exc.strerror}', host)
     return ConnectError(f'cannot run {argv[0]!r}: {exc}', host)
