@@ -58,11 +58,15 @@ class GroupResult(dict):  # type: ignore[type-arg]
         return dict(self.failures())
 
     def summary(self, hosts_shown: int = 5) -> str:
-        """A count of failures by type, then the first few hosts, one per line::
+        """A count of failures by type, then the first few hosts, one per line.
+
+        For example::
 
             37/5000 hosts failed: 30 ConnectTimeout, 7 ValueError
               [web12] ConnectTimeout: no handshake within 10s
               ...
+
+        ``hosts_shown`` bounds how many hosts are listed.
         """
         failed = self.failed
         if not failed:

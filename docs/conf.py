@@ -33,20 +33,3 @@ autodoc_default_options = {'show-inheritance': True}
 # Tunnel classes document their own constructor parameters in the class
 # docstring; __init__ docstrings are not repeated.
 autoclass_content = 'class'
-
-
-def _indent_leading_literal_block(app, what, name, obj, options, lines):
-    """Re-indent a literal block that follows a docstring's first line.
-
-    Docstrings are dedented by the margin of the lines after the first one.
-    When the first line ends with ``::`` and everything after it is the
-    literal block (``GroupResult.summary``), the block loses its indentation
-    and docutils finds no literal block: indent it back.
-    """
-    if (len(lines) > 2 and lines[0].rstrip().endswith('::') and not lines[1].strip()
-            and lines[2].strip() and not lines[2][:1].isspace()):
-        lines[2:] = ['    ' + line if line.strip() else line for line in lines[2:]]
-
-
-def setup(app):
-    app.connect('autodoc-process-docstring', _indent_leading_literal_block)

@@ -68,8 +68,9 @@ class Bridge:
 def _fd_error(host: str, exc: OSError) -> ConnectError:
     if exc.errno in (errno.EMFILE, errno.ENFILE):
         return FileDescriptorsExhausted(
-            f'out of file descriptors opening the tunnel ({exc.strerror}); '
-            'lower the group concurrency or raise the open-file limit', host)
+            f'out of file descriptors opening the tunnel ({exc.strerror}): every open '
+            'tunnel holds several; close tunnels you are done with, work in smaller '
+            'groups, or raise the open-file limit', host)
     return ConnectError(f'cannot create the tunnel pipes: {exc}', host)
 
 
