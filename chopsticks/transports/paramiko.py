@@ -74,6 +74,8 @@ from ._paramiko_settings import HOST, HOST_KEY_POLICIES, PARAMETER_KEYS, PROXIES
 from .base import AgentPipes
 
 LOG_CHANNEL = 'chopsticks.paramiko'
+#: Seconds between the idle wake-ups of paramiko's thread once connected.
+IDLE_WAKEUP = 2.0
 # paramiko logs connection failures at ERROR from its own thread; here they
 # become exceptions, so they reach logging only where it is configured (the
 # NullHandler keeps Python's last-resort handler from printing them).
@@ -247,6 +249,10 @@ class _Session:
         if self._killed:
             raise _Killed()
         transport = client.get_transport()
+        # paramiko's thread wakes at every socket timeout (0.1 s) to look for a
+        # close: 200 idle tunnels took 13% of a core. Closing shuts the socket
+        # down instead (see _cleanup), which wakes it at once.
+        transport.sock.settimeout(IDLE_WAKEUP)
         if s.keepalive:
             transport.set_keepalive(s.keepalive)
         self.stage = 'opening the session'
@@ -318,7 +324,9 @@ class _Session:
         pending = b''
         self.stage = 'running'
         while not self._killed:
-            events = poller.poll(20 if pending else 1000)
+            # No idle wake-ups: a kill shuts the socket down, which closes the
+            # channel, which wakes the poll; the timeout is only a backstop.
+            events = poller.poll(20 if pending else 30000)
             while chan.recv_stderr_ready():
                 data = chan.recv_stderr(READ_SIZE)
                 if not data:
@@ -371,6 +379,11 @@ class _Session:
             self.status = chan.exit_status
 
     def _cleanup(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes paramiko's thread now
+            except OSError:
+                pass
         for name in ('_chan', '_client'):
             obj = getattr(self, name)
             if obj is not None:
