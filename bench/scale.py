@@ -5,7 +5,8 @@
     python bench/scale.py --transport paramiko -n 100 500
     python bench/scale.py --transport ssh --kex default -n 100
 
-For each N, the median of ``--runs`` runs of: the cold group call (start,
+Each run is a fresh process (so its memory and CPU are its own). For each N,
+the median of ``--runs`` runs of: the cold group call (start,
 bootstrap, call ``time.time``), p50 and p99 of ``--warm`` warm group calls,
 controller CPU (this process, user+sys) per host for the cold call, the CPU of
 its child processes (ssh clients or local agents, counted once reaped), and
@@ -20,6 +21,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,7 +109,35 @@ def ssh_maker(kind: str, fleet: Any, kex: str,
     return make
 
 
+class FleetInfo:
+    """What a child run needs of the parent's fleet."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.__dict__.update(info)
+
+
+def child(config: dict[str, Any]) -> None:
+    """One run in this fresh process; print its figures as JSON."""
+    if config['transport'] == 'local':
+        make = local_maker(config['python'])
+    else:
+        make = ssh_maker(config['transport'], FleetInfo(config['fleet']), config['kex'],
+                         config['python'])
+    print(json.dumps(one_run(make, config['n'], config['warm'], config['concurrency'])))
+
+
+def run_child(config: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, '--child'], input=json.dumps(config),
+                         capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f'run failed: {out.stderr[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    if sys.argv[1:] == ['--child']:
+        child(json.load(sys.stdin))
+        return
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--transport', choices=['local', 'ssh', 'paramiko'], default='local')
@@ -124,13 +154,16 @@ def main() -> None:
                        else [100, 500, 1000])
     concurrency = args.concurrency or (500 if args.transport == 'local' else 100)
     fleet = None
-    if args.transport == 'local':
-        make = local_maker(args.python)
-    else:
+    config: dict[str, Any] = {'transport': args.transport, 'warm': args.warm,
+                              'concurrency': concurrency, 'kex': args.kex,
+                              'python': args.python, 'fleet': None}
+    if args.transport != 'local':
         from tests.fleet.sshd import SSHFleet
         workdir = tempfile.mkdtemp(prefix='chopsticks-bench-fleet-')
         fleet = SSHFleet(max(sizes), workdir)
-        make = ssh_maker(args.transport, fleet, args.kex, args.python)
+        config['fleet'] = {'hosts': fleet.hosts, 'user': fleet.user, 'port': fleet.port,
+                           'identity_file': str(fleet.identity_file),
+                           'known_hosts': str(fleet.known_hosts)}
     rows = []
     label = args.transport + ('' if args.transport == 'local' else f' ({args.kex})')
     print(f'{label}, concurrency {concurrency}, median of {args.runs} runs')
@@ -138,7 +171,7 @@ def main() -> None:
           f'{"warm p50 ms":>11} {"warm p99 ms":>11} {"KiB/tunnel":>10} {"fail":>5}')
     try:
         for n in sizes:
-            runs = [one_run(make, n, args.warm, concurrency) for _ in range(args.runs)]
+            runs = [run_child({**config, 'n': n}) for _ in range(args.runs)]
             med: dict[str, Any] = {key: statistics.median(r[key] for r in runs)
                                    for key in runs[0] if key != 'errors'}
             med['errors'] = sorted({e for r in runs for e in r['errors']})[:3]
