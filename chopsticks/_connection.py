@@ -39,7 +39,7 @@ READ_SIZE = 256 * 1024
 #: Largest frame accepted from an agent (a result, an import request, a chunk).
 MAX_FRAME = 256 * 1024 * 1024
 #: Outgoing bytes buffered before writers are asked to wait (put back-pressure).
-HIGH_WATER = 1024 * 1024
+HIGH_WATER = 256 * 1024
 STDERR_TAIL = 20
 #: Frames up to this size are copied into one buffer with their header.
 SMALL_FRAME = 64 * 1024
