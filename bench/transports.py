@@ -1,7 +1,7 @@
 """First-call and warm-call latency of every transport, on this machine.
 
     python3 bench/transports.py                  # 5 cold, 20 warm, fan-out of 50
-    python3 bench/transports.py --cold 9 --warm 50 --fanout 200
+    python3 bench/transports.py --cold 9 --warm 50 --fanout 500 --concurrency 100
     python3 bench/transports.py --only ssh-curve25519,paramiko
 
 Starts what it needs and stops it afterwards: a loopback sshd fleet
@@ -109,7 +109,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def fanout(label: str, tunnels: list[Any]) -> str:
+def fanout(label: str, tunnels: list[Any], concurrency: int) -> str:
     peak = [os_threads()]
     running = [True]
 
@@ -119,7 +119,7 @@ def fanout(label: str, tunnels: list[Any]) -> str:
             gevent.sleep(0.01)
 
     sampler = gevent.spawn(sample)
-    group = Group(tunnels, concurrency=len(tunnels))
+    group = Group(tunnels, concurrency=concurrency)
     rss0 = rss()
     cpu0, child0, t0 = time.process_time(), children_cpu(), time.perf_counter()
     try:
@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument('--warm', type=int, default=20, help='warm calls measured')
     parser.add_argument('--fanout', type=int, default=50,
                         help='hosts in the fan-out comparison (0: skip it)')
+    parser.add_argument('--concurrency', type=int, default=100,
+                        help='Group concurrency in the fan-out comparison')
     parser.add_argument('--only', default='', help=(
         'comma-separated rows: local, ssh-default, ssh-curve25519, paramiko, '
         'paramiko-curve25519, docker, docker-exec (default: all)'))
@@ -236,15 +238,15 @@ def main() -> None:
 
         if args.fanout:
             hosts = fleet.hosts[:args.fanout]
-            print(f'\ncold fan-out, Group of {len(hosts)} hosts, concurrency {len(hosts)}, '
-                  'curve25519:')
+            print(f'\ncold fan-out, Group of {len(hosts)} hosts, concurrency '
+                  f'{args.concurrency}, curve25519:')
             threads_before = os_threads()
             if SSHTunnel is not None:
                 print(fanout('SSHTunnel', [SSHTunnel(h, ssh_options={'ControlMaster': 'no',
                                                                      **curve}, **ssh_kw)
-                                           for h in hosts]), flush=True)
+                                           for h in hosts], args.concurrency), flush=True)
             print(fanout('ParamikoTunnel', [ParamikoTunnel(h, ssh_options=curve, **ssh_kw)
-                                            for h in hosts]), flush=True)
+                                            for h in hosts], args.concurrency), flush=True)
             gevent.sleep(1.0)
             left = [t for t in threading.enumerate() if t.name.startswith('chopsticks-')]
             print(f'(OS threads before: {threads_before}; after: {os_threads()}, '
