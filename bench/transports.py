@@ -11,12 +11,13 @@ Docker rows are skipped, with the reason, where dockerd cannot run).
 
 For each transport it prints:
 
-* cold: the median of ``--cold`` first calls, each ``construct + connect +
-  call(time.time)`` on a new tunnel (one untimed first connect beforehand
+* cold: the median (and minimum) of ``--cold`` first calls, each ``construct +
+  connect + call(time.time)`` on a new tunnel (one untimed first connect beforehand
   pays the one-off costs: importing paramiko or docker, building stage 2),
   and the controller's own CPU for it (this process only: OpenSSH's ssh
   processes are children and listed apart);
-* warm: the median of ``--warm`` ``call(time.time)`` on one connected tunnel;
+* warm: the median (and minimum) of ``--warm`` ``call(time.time)`` on one
+  connected tunnel;
 * fan-out: for SSHTunnel and ParamikoTunnel, one cold ``Group(N
   hosts).call(time.time)`` (wall time; per host: controller CPU, its RSS
   growth, CPU of child processes; peak OS threads), the median of 5 warm
@@ -99,8 +100,8 @@ def measure(label: str, factory: Factory, cold: int, warm: int) -> list[str]:
         tun.call(time.time)
         warms.append(time.perf_counter() - t0)
     tun.close()
-    return [f'{label:<28}', ms(statistics.median(walls)), ms(statistics.median(cpus)),
-            ms(statistics.median(warms))]
+    return [f'{label:<28}', ms(statistics.median(walls)), ms(min(walls)),
+            ms(statistics.median(cpus)), ms(statistics.median(warms)), ms(min(warms))]
 
 
 def rss() -> int:
@@ -227,8 +228,9 @@ def main() -> None:
             print(f'# dockerd storage driver {dockerd.storage_driver}, image {image}')
         else:
             print(f'# Docker rows skipped: {docker_skip}')
-        print(f'\n{"transport":<28} {"cold ms":>8} {"cold CPU":>8} {"warm ms":>8}'
-              f'   (medians of {args.cold} cold, {args.warm} warm)')
+        print(f'\n{"transport":<28} {"cold ms":>8} {"min":>8} {"cold CPU":>8} '
+              f'{"warm ms":>8} {"min":>8}   (medians of {args.cold} cold, {args.warm} warm; '
+              'the minimum shows the cost without load)')
         for key, (label, factory) in rows.items():
             if only and key not in only:
                 continue

@@ -22,16 +22,16 @@ so roughly):
 * connect CPU: ParamikoTunnel ~6 ms per host, all of it in the controller
   under the GIL, i.e. on one core (asyncssh is ~3.5 ms); SSHTunnel ~1 ms in
   the controller plus ~13 ms in its ssh process, which runs on any core;
-* warm rounds: 500 hosts 230 ms with ParamikoTunnel against 115 ms with
-  SSHTunnel, and the gap grows with the fleet: every frame is encrypted and
-  framed in Python on that one core;
+* warm rounds: 200 hosts 78 ms with ParamikoTunnel against 32 ms with
+  SSHTunnel (500 hosts, loaded: 230 against 115 ms), and the gap grows with
+  the fleet: every frame is encrypted and framed in Python on that one core;
 * per tunnel: two OS threads (1000 for 500 hosts) and ~100 KiB of the
   controller's memory, against no thread and a few KiB (plus the ssh
   process, outside the controller).
 
-A cold fan-out is about as fast either way here (500 hosts in ~13 s), since
-on two cores shared with the sshds the ssh processes' CPU weighs as much as
-paramiko's single core. ParamikoTunnel suits tens to a few hundred hosts,
+A cold fan-out is about as fast either way here (200 hosts: 4.0 s against
+4.8 s; a single first call 40 ms against 65 ms), since on two cores shared
+with the sshds the ssh processes' CPU weighs as much as paramiko's one core. ParamikoTunnel suits tens to a few hundred hosts,
 machines without an ``ssh`` client, or programs built on paramiko; for
 thousands, use SSHTunnel.
 
