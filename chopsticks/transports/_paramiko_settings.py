@@ -12,17 +12,14 @@ from __future__ import annotations
 import fcntl
 import fnmatch
 import os
-import re
 import socket
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
-OptionValue = Union[str, int]
-SSHOptions = Union[Mapping[str, OptionValue], Iterable[str], None]
-
-HOST_KEY_POLICIES = {'strict': 'yes', 'accept-new': 'accept-new'}
+# The same names, policies and option syntax as SSHTunnel, from one place.
+from .ssh import HOST, HOST_KEY_POLICIES, USER, SSHOptions, check_name, parse_options
 
 #: Options applied to the connection.
 APPLIED = frozenset((
@@ -45,11 +42,6 @@ PARAMETER_KEYS = {'port': 'port', 'user': 'user', 'identityfile': 'identity_file
 _KEX_ALIASES = {'curve25519-sha256': 'curve25519-sha256@libssh.org'}
 RSA_TYPES = ('rsa-sha2-512', 'rsa-sha2-256')
 
-# The same allow-lists as SSHTunnel: a tunnel takes the same names either way.
-HOST = re.compile(r'[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*\Z')
-USER = re.compile(r'[A-Za-z0-9_.][A-Za-z0-9_.@-]*\Z')
-_OPTION_KEY = re.compile(r'[A-Za-z][A-Za-z0-9]*\Z')
-_CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 
 
 def lib() -> Any:
@@ -62,42 +54,15 @@ def lib() -> Any:
     return paramiko
 
 
-def check_name(what: str, value: object, pattern: re.Pattern[str]) -> None:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ValueError(f'invalid {what} {value!r}: use letters, digits and "_.:%-" '
-                         '(not first: "-"), or an alias from ~/.ssh/config')
-
-
 def normalise_options(options: SSHOptions) -> dict[str, str]:
     """``{'lowercase key': 'value'}`` from a mapping or ``'Key=value'`` strings.
 
     Raises ValueError for malformed entries, for options this transport can
     neither apply nor safely ignore, and for proxies.
     """
-    if options is None:
-        return {}
-    if isinstance(options, (str, bytes)):
-        raise TypeError('ssh_options must be a mapping or an iterable of "Key=Value" '
-                        'strings, not one string')
-    pairs: list[tuple[object, object]] = []
-    if isinstance(options, Mapping):
-        pairs = list(options.items())
-    else:
-        for item in options:
-            if not isinstance(item, str) or '=' not in item:
-                raise ValueError(f'ssh option {item!r} is not a "Key=Value" string')
-            name, _, text = item.partition('=')
-            pairs.append((name.strip(), text.strip()))
     out: dict[str, str] = {}
-    for key, raw in pairs:
-        if not isinstance(key, str) or not _OPTION_KEY.match(key):
-            raise ValueError(f'invalid ssh option name {key!r}: letters and digits only')
-        if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-            raise ValueError(f'ssh option {key}: the value must be a string or int, '
-                             f'not {raw!r}')
-        value = str(raw).strip()
-        if not value or _CONTROL.search(value):
-            raise ValueError(f'ssh option {key}: invalid value {raw!r}')
+    for key, raw in parse_options(options):
+        value = raw.strip()
         name = key.lower()
         if name in PROXIES:
             raise ValueError(f'ParamikoTunnel cannot use {key}: use SSHTunnel (OpenSSH) '

@@ -20,6 +20,7 @@ from ._process import spawn
 from .base import AgentPipes
 
 __all__ = ['HOST_KEY_POLICIES', 'SSHOptions', 'SSHTunnel']
+# HOST, USER, check_name and parse_options are shared with ParamikoTunnel.
 
 #: What ``ssh_options`` accepts: a mapping, or ``'Key=Value'`` strings.
 SSHOptions = Union[Mapping[str, Union[str, int]], Iterable[str], None]
@@ -29,8 +30,8 @@ HOST_KEY_POLICIES = {'strict': 'yes', 'accept-new': 'accept-new'}
 
 # Allow-lists, not deny-lists: ssh substitutes the host (%h) and user (%u)
 # into ProxyCommand and ``Match exec`` lines, which run through a shell.
-_HOST = re.compile(r'[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*\Z')
-_USER = re.compile(r'[A-Za-z0-9_.][A-Za-z0-9_.@-]*\Z')
+HOST = re.compile(r'[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*\Z')
+USER = re.compile(r'[A-Za-z0-9_.][A-Za-z0-9_.@-]*\Z')
 _OPTION_KEY = re.compile(r'[A-Za-z][A-Za-z0-9]*\Z')
 _CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 _PERMISSION_DENIED = re.compile(r'Permission denied \([^)]*\)')
@@ -142,13 +143,13 @@ class SSHTunnel(BaseTunnel):
                  ssh_options: SSHOptions = None) -> None:
         super().__init__(host, python=python, connect_timeout=connect_timeout)
         host_user, _, name = host.rpartition('@')
-        _check_name('host', name, _HOST)
+        check_name('host', name, HOST)
         if host_user:
-            _check_name('user', host_user, _USER)
+            check_name('user', host_user, USER)
             if user is not None:
                 raise ValueError(f'user given twice: in {host!r} and as user={user!r}')
         if user is not None:
-            _check_name('user', user, _USER)
+            check_name('user', user, USER)
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)
                                  or not 0 < port < 65536):
             raise ValueError(f'port must be an int in 1..65535, not {port!r}')
@@ -164,7 +165,7 @@ class SSHTunnel(BaseTunnel):
         self.identity_file = _local_path('identity_file', identity_file)
         self.known_hosts = _local_path('known_hosts', known_hosts)
         self.host_key_policy = host_key_policy
-        self.ssh_options = self._merge_options(_parse_options(ssh_options))
+        self.ssh_options = self._merge_options(parse_options(ssh_options))
 
     def _merge_options(self, options: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Check ``ssh_options`` against the parameters; drop what a parameter owns."""
@@ -181,7 +182,7 @@ class SSHTunnel(BaseTunnel):
                                      f'host_key_policy instead (strict or accept-new)')
                 continue
             if lower == 'user':
-                _check_name('user', value, _USER)
+                check_name('user', value, USER)
             owner = _PARAMETER_KEYS.get(lower)
             if owner is not None and getattr(self, owner) is not None:
                 continue
@@ -288,7 +289,7 @@ class SSHTunnel(BaseTunnel):
         return ConnectError(f'{last} (exit status {status})', host)
 
 
-def _check_name(what: str, value: object, pattern: re.Pattern[str]) -> None:
+def check_name(what: str, value: object, pattern: re.Pattern[str]) -> None:
     if not isinstance(value, str) or not pattern.match(value):
         raise ValueError(
             f'invalid {what} {value!r}: use letters, digits and "_.:%-" (not first: "-"), '
@@ -310,7 +311,7 @@ def _ssh_token(path: str) -> str:
     return path.replace('%', '%%')
 
 
-def _parse_options(options: SSHOptions) -> list[tuple[str, str]]:
+def parse_options(options: SSHOptions) -> list[tuple[str, str]]:
     """``ssh_options`` as validated ``(key, value)`` pairs, in order."""
     if options is None:
         return []
