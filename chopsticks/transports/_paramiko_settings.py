@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 # The same names, policies and option syntax as SSHTunnel, from one place.
-from .ssh import HOST, HOST_KEY_POLICIES, USER, SSHOptions, check_name, parse_options
+from .ssh import HOST_KEY_POLICIES, USER, SSHOptions, check_name, parse_options
 
 #: Options applied to the connection.
 APPLIED = frozenset((

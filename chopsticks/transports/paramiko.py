@@ -82,10 +82,10 @@ from .._base import BaseTunnel
 from ..errors import AuthenticationError, ConnectError, ConnectionRefused, ConnectTimeout, \
     HostKeyError, InterpreterNotFound, NameResolutionError, SudoPasswordRequired
 from ._bridge import READ_SIZE, Bridge, require
-from ._paramiko_settings import HOST, HOST_KEY_POLICIES, PARAMETER_KEYS, PROXIES, RSA_TYPES, \
-    USER, APPLIED, KnownHosts, Settings, SSHOptions, apply_options, check_name, lib, \
-    normalise_options, ssh_config_for
+from ._paramiko_settings import PARAMETER_KEYS, PROXIES, RSA_TYPES, APPLIED, KnownHosts, \
+    Settings, SSHOptions, apply_options, lib, normalise_options, ssh_config_for
 from .base import AgentPipes
+from .ssh import check_arguments
 
 LOG_CHANNEL = 'chopsticks.paramiko'
 #: Seconds between the idle wake-ups of paramiko's thread once connected.
@@ -453,24 +453,9 @@ class ParamikoTunnel(BaseTunnel):
                  host_key_policy: str = 'strict', connect_timeout: float = 10.0,
                  ssh_options: SSHOptions = None) -> None:
         super().__init__(host, python=python, connect_timeout=connect_timeout)
-        host_user, _, name = host.rpartition('@')
-        check_name('host', name, HOST)
-        if host_user:
-            check_name('user', host_user, USER)
-            if user is not None:
-                raise ValueError(f'user given twice: in {host!r} and as user={user!r}')
-            user = host_user
-        if user is not None:
-            check_name('user', user, USER)
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                                 or not 0 < port < 65536):
-            raise ValueError(f'port must be an int in 1..65535, not {port!r}')
-        if host_key_policy not in HOST_KEY_POLICIES:
-            raise ValueError(f'host_key_policy must be one of '
-                             f'{", ".join(map(repr, HOST_KEY_POLICIES))}, '
-                             f'not {host_key_policy!r}')
-        if self.connect_timeout <= 0:
-            raise ValueError(f'connect_timeout must be positive, not {connect_timeout!r}')
+        name, host_user = check_arguments(host, user, port, host_key_policy,
+                                          self.connect_timeout)
+        user = host_user or user
         require('paramiko', 'ssh', 'ParamikoTunnel')
         self.hostname = name
         self.user = user

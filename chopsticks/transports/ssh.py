@@ -142,23 +142,7 @@ class SSHTunnel(BaseTunnel):
                  host_key_policy: str = 'strict', connect_timeout: float = 10.0,
                  ssh_options: SSHOptions = None) -> None:
         super().__init__(host, python=python, connect_timeout=connect_timeout)
-        host_user, _, name = host.rpartition('@')
-        check_name('host', name, HOST)
-        if host_user:
-            check_name('user', host_user, USER)
-            if user is not None:
-                raise ValueError(f'user given twice: in {host!r} and as user={user!r}')
-        if user is not None:
-            check_name('user', user, USER)
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                                 or not 0 < port < 65536):
-            raise ValueError(f'port must be an int in 1..65535, not {port!r}')
-        if host_key_policy not in HOST_KEY_POLICIES:
-            raise ValueError(f'host_key_policy must be one of '
-                             f'{", ".join(map(repr, HOST_KEY_POLICIES))}, '
-                             f'not {host_key_policy!r}')
-        if self.connect_timeout <= 0:
-            raise ValueError(f'connect_timeout must be positive, not {connect_timeout!r}')
+        check_arguments(host, user, port, host_key_policy, self.connect_timeout)
         self.user = user
         self.port = port
         self.sudo = bool(sudo)
@@ -287,6 +271,32 @@ class SSHTunnel(BaseTunnel):
             return ConnectError(f'ssh exited with status {status} before the agent '
                                 'started, printing nothing', host)
         return ConnectError(f'{last} (exit status {status})', host)
+
+
+def check_arguments(host: str, user: str | None, port: int | None,
+                    host_key_policy: str, connect_timeout: float) -> tuple[str, str | None]:
+    """Check the keywords SSHTunnel and ParamikoTunnel share.
+
+    Returns the host name and the user given in ``user@host`` (or None).
+    """
+    host_user, _, name = host.rpartition('@')
+    check_name('host', name, HOST)
+    if host_user:
+        check_name('user', host_user, USER)
+        if user is not None:
+            raise ValueError(f'user given twice: in {host!r} and as user={user!r}')
+    if user is not None:
+        check_name('user', user, USER)
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 < port < 65536):
+        raise ValueError(f'port must be an int in 1..65535, not {port!r}')
+    if host_key_policy not in HOST_KEY_POLICIES:
+        raise ValueError(f'host_key_policy must be one of '
+                         f'{", ".join(map(repr, HOST_KEY_POLICIES))}, '
+                         f'not {host_key_policy!r}')
+    if not connect_timeout > 0:
+        raise ValueError(f'connect_timeout must be positive, not {connect_timeout!r}')
+    return name, host_user or None
 
 
 def check_name(what: str, value: object, pattern: re.Pattern[str]) -> None:
