@@ -361,8 +361,9 @@ def test_running_out_of_fds_fails_only_the_hosts_affected():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     kinds = result['kinds']
-    assert kinds.get('ok', 0) > 5, result
-    assert kinds.get('FileDescriptorsExhausted', 0) > 5, result
+    # How many fit depends on how many spawns overlap; some must, some must not.
+    assert kinds.get('ok', 0) >= 1, result
+    assert kinds.get('FileDescriptorsExhausted', 0) >= 1, result
     assert set(kinds) <= {'ok', 'FileDescriptorsExhausted'}, result
     assert 'file descriptors' in result['messages'][0]
     assert result['after_close_ok']

@@ -25,9 +25,17 @@ N_SSH = 200
 
 
 def live_greenlets() -> int:
+    """Live greenlets, less the hub threadpool's idle workers.
+
+    Agents are spawned from gevent's threadpool (at most its size, 10 by
+    default, shared by the process): those workers stay for the next spawn.
+    """
+    import gevent.threadpool
+    workers = getattr(gevent.threadpool, '_WorkerGreenlet', ())
     gc.collect()
     return sum(1 for o in gc.get_objects()
-               if isinstance(o, greenlet.greenlet) and not o.dead and o.parent is not None)
+               if isinstance(o, greenlet.greenlet) and not o.dead and o.parent is not None
+               and not isinstance(o, workers))
 
 
 def fd_count() -> int:
