@@ -90,9 +90,14 @@ def spawn(host: str, argv: Sequence[str], env: dict[str, str] | None = None) -> 
 
 
 def _popen(argv: list[str], sock_fd: int, err_w: int,
-           env: dict[str, str] | None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, stdin=sock_fd, stdout=sock_fd, stderr=err_w, env=env,
-                            close_fds=True, start_new_session=True)
+           env: dict[str, str] | None) -> subprocess.Popen[bytes] | OSError:
+    # The error is returned, not raised: gevent's threadpool would print the
+    # traceback of an exception raised in it.
+    try:
+        return subprocess.Popen(argv, stdin=sock_fd, stdout=sock_fd, stderr=err_w, env=env,
+                                close_fds=True, start_new_session=True)
+    except OSError as exc:
+        return exc
 
 
 def _start(argv: list[str], sock_fd: int, err_w: int,
@@ -107,8 +112,12 @@ def _start(argv: list[str], sock_fd: int, err_w: int,
     hub = gevent.get_hub()
     if gevent.getcurrent() is hub or is_module_patched('subprocess'):
         # Patched, Popen is gevent's own and cooperative; it must stay on the hub's thread.
-        return _popen(argv, sock_fd, err_w, env)
-    return hub.threadpool.apply(_popen, (argv, sock_fd, err_w, env))  # type: ignore[no-any-return]
+        result = _popen(argv, sock_fd, err_w, env)
+    else:
+        result = hub.threadpool.apply(_popen, (argv, sock_fd, err_w, env))
+    if isinstance(result, OSError):
+        raise result
+    return result  # type: ignore[no-any-return]
 
 
 def _spawn_error(host: str, argv: Sequence[str], exc: OSError) -> ConnectError:
