@@ -70,7 +70,6 @@ import getpass
 import hashlib
 import logging
 import os
-import shlex
 import socket
 import threading
 from typing import Any, ClassVar
@@ -85,7 +84,7 @@ from ._bridge import READ_SIZE, Bridge, require
 from ._paramiko_settings import PARAMETER_KEYS, PROXIES, RSA_TYPES, APPLIED, KnownHosts, \
     Settings, SSHOptions, apply_options, lib, normalise_options, ssh_config_for
 from .base import AgentPipes
-from .ssh import check_arguments
+from .ssh import check_arguments, remote_command
 
 LOG_CHANNEL = 'chopsticks.paramiko'
 #: Seconds between the idle wake-ups of paramiko's thread once connected.
@@ -473,11 +472,8 @@ class ParamikoTunnel(BaseTunnel):
                       policy=host_key_policy)
 
     def remote_command(self) -> str:
-        """The agent's argv quoted for the remote login shell; ``exec`` saves a process."""
-        argv = self._agent_argv()
-        if self.sudo:
-            argv = ['sudo', '-n', '--', *argv]
-        return 'exec ' + shlex.join(argv)
+        """The agent's argv quoted for the remote login shell (as SSHTunnel's)."""
+        return remote_command(self._agent_argv(), self.sudo)
 
     def settings(self) -> Settings:
         """Resolve keywords > ssh_options > ssh_config > defaults, for one connect."""

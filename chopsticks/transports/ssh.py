@@ -196,11 +196,7 @@ class SSHTunnel(BaseTunnel):
         return argv + ['--', self.host, self._remote_command()]
 
     def _remote_command(self) -> str:
-        """The agent's argv quoted for the remote login shell; ``exec`` saves a process."""
-        argv = self._agent_argv()
-        if self.sudo:
-            argv = ['sudo', '-n', '--', *argv]
-        return 'exec ' + shlex.join(argv)
+        return remote_command(self._agent_argv(), self.sudo)
 
     # Hooks
     def _start(self) -> AgentPipes:
@@ -271,6 +267,13 @@ class SSHTunnel(BaseTunnel):
             return ConnectError(f'ssh exited with status {status} before the agent '
                                 'started, printing nothing', host)
         return ConnectError(f'{last} (exit status {status})', host)
+
+
+def remote_command(agent_argv: list[str], sudo: bool) -> str:
+    """The agent's argv quoted for the remote login shell; ``exec`` saves a process."""
+    if sudo:
+        agent_argv = ['sudo', '-n', '--', *agent_argv]
+    return 'exec ' + shlex.join(agent_argv)
 
 
 def check_arguments(host: str, user: str | None, port: int | None,
